@@ -1,0 +1,230 @@
+"""Open a repository from a directory, a tarball or a git URL, and work on isolated copies of it.
+
+The user's repository is never modified: every operation runs in a working copy made by ``working_copy``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from repogym.errors import RepogymError
+
+GIT_TIMEOUT_S = 600
+# Fixed identity and dates make the base commit of a plain directory reproducible: same files, same sha.
+_GIT_ENV = {
+    "GIT_AUTHOR_NAME": "repogym",
+    "GIT_AUTHOR_EMAIL": "repogym@localhost",
+    "GIT_COMMITTER_NAME": "repogym",
+    "GIT_COMMITTER_EMAIL": "repogym@localhost",
+    "GIT_AUTHOR_DATE": "2000-01-01T00:00:00Z",
+    "GIT_COMMITTER_DATE": "2000-01-01T00:00:00Z",
+    "GIT_TERMINAL_PROMPT": "0",
+}
+
+
+class GitError(RepogymError):
+    """A git command failed; the message carries git's own explanation."""
+
+
+def cache_dir() -> Path:
+    """Where clones, copies and environments are cached (``$REPOGYM_CACHE`` or ``~/.cache/repogym``)."""
+    return Path(os.environ.get("REPOGYM_CACHE") or Path.home() / ".cache" / "repogym")
+
+
+def git(args: list[str], cwd: Path | None = None, stdin: str | None = None, check: bool = True) -> str:
+    """Run git with a timeout; raise GitError with git's stderr when it fails and ``check`` is set."""
+    env = {**os.environ, **_GIT_ENV}
+    try:
+        p = subprocess.run(
+            ["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=env, timeout=GIT_TIMEOUT_S
+        )
+    except subprocess.TimeoutExpired as e:
+        raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT_S}s") from e
+    if check and p.returncode != 0:
+        raise GitError(f"git {' '.join(args[:2])} failed: {p.stderr.strip() or p.stdout.strip()}")
+    return p.stdout
+
+
+@dataclass(frozen=True)
+class RepoSource:
+    """A repository opened for reading: a git directory to clone from, and the base commit."""
+
+    git_dir: Path
+    name: str
+    commit_sha: str
+    origin: str
+
+
+def is_url(source: str) -> bool:
+    return "://" in source or source.startswith("git@")
+
+
+def open_repo(
+    source: str | Path, ref: str | None = None, say: Callable[[str], None] | None = None
+) -> RepoSource:
+    """Open REPO as the commands take it: a git work tree, a plain directory, a tarball or a git URL."""
+    say = say or (lambda _msg: None)
+    text = str(source)
+    if is_url(text):
+        return _open_url(text, ref)
+    path = Path(text).expanduser()
+    if not path.exists():
+        raise RepogymError(f"{path}: no such file or directory (give a git repo, a directory, a tarball or a URL)")
+    if path.is_file():
+        return _open_tarball(path, ref)
+    if _is_git_worktree(path):
+        if ref is None and git(["status", "--porcelain", "--untracked-files=no"], cwd=path).strip():
+            say(f"{path} has uncommitted changes; using its last commit (HEAD)")
+        return _from_git(path, path.resolve().name, ref, str(path))
+    return _open_plain_dir(path, say)
+
+
+def _is_git_worktree(path: Path) -> bool:
+    out = git(["rev-parse", "--show-toplevel"], cwd=path, check=False).strip()
+    return bool(out) and Path(out).resolve() == path.resolve()
+
+
+def _from_git(git_path: Path, name: str, ref: str | None, origin: str) -> RepoSource:
+    rev = f"{ref or 'HEAD'}^{{commit}}"
+    sha = git(["rev-parse", "--verify", "--quiet", rev], cwd=git_path, check=False).strip()
+    if not sha:
+        raise RepogymError(f"{origin}: ref {ref or 'HEAD'!r} not found (is the repository empty?)")
+    return RepoSource(git_dir=git_path.resolve(), name=name, commit_sha=sha, origin=origin)
+
+
+def _open_plain_dir(path: Path, say: Callable[[str], None]) -> RepoSource:
+    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
+    copy = cache_dir() / "plain" / f"{path.resolve().name}-{key}"
+    shutil.rmtree(copy, ignore_errors=True)
+    shutil.copytree(path, copy, symlinks=True, ignore=shutil.ignore_patterns(".git", "__pycache__", ".venv"))
+    git(["init", "-q", "-b", "main"], cwd=copy)
+    git(["add", "-A"], cwd=copy)
+    git(["commit", "-q", "--allow-empty", "-m", "repogym base"], cwd=copy)
+    say(f"{path} is not a git repository; committed a copy as the base at {copy}")
+    return _from_git(copy, path.resolve().name, None, str(path))
+
+
+def _open_tarball(path: Path, ref: str | None) -> RepoSource:
+    if not (path.name.endswith((".tar", ".tar.gz", ".tgz"))):
+        raise RepogymError(f"{path}: not a directory or a .tar/.tar.gz tarball")
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    dest = cache_dir() / "tarballs" / digest
+    if not dest.exists():
+        tmp = Path(tempfile.mkdtemp(dir=_mkdir(dest.parent)))
+        try:
+            with tarfile.open(path) as tar:
+                tar.extractall(tmp, filter="data")
+        except (tarfile.TarError, OSError) as e:
+            shutil.rmtree(tmp)
+            raise RepogymError(f"{path}: cannot read the tarball ({e})") from e
+        tmp.rename(dest)
+    tops = [p for p in dest.iterdir() if not p.name.startswith("._")]
+    if len(tops) != 1 or not tops[0].is_dir():
+        names = ", ".join(sorted(p.name for p in tops)) or "nothing"
+        raise RepogymError(f"{path}: a tarball must hold exactly one directory (a repo); it holds {names}")
+    top = tops[0]
+    if (top / "HEAD").exists() and (top / "objects").is_dir():
+        return _from_git(top, _strip_git(top.name), ref, str(path))
+    if (top / ".git").exists():
+        return _from_git(top, top.name, ref, str(path))
+    raise RepogymError(f"{path}: the directory {top.name!r} is neither a bare repo nor a repo with .git")
+
+
+def _open_url(url: str, ref: str | None) -> RepoSource:
+    m = re.search(r"([^/:]+)/([^/]+?)(?:\.git)?/?$", url)
+    owner, name = (m.group(1), m.group(2)) if m else ("repo", "repo")
+    dest = cache_dir() / "repos" / f"{owner}#{name}.git"
+    if not dest.exists():
+        tmp = Path(tempfile.mkdtemp(dir=_mkdir(dest.parent)))
+        try:
+            git(["clone", "-q", "--bare", url, str(tmp / "r.git")])
+        except GitError as e:
+            shutil.rmtree(tmp)
+            raise RepogymError(f"{url}: cannot clone ({e}); check the URL and your network") from e
+        (tmp / "r.git").rename(dest)
+        shutil.rmtree(tmp)
+    elif ref and not git(["rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"], cwd=dest, check=False):
+        git(["fetch", "-q", "origin", ref], cwd=dest, check=False)
+    return _from_git(dest, f"{owner}#{name}", ref, url)
+
+
+def _strip_git(name: str) -> str:
+    return name[:-4] if name.endswith(".git") else name
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def working_copy(src: RepoSource, dest: Path) -> Path:
+    """Make an isolated working copy of ``src`` at its base commit under ``dest`` (which must not exist)."""
+    git(["clone", "-q", "--shared", "--no-checkout", str(src.git_dir), str(dest)])
+    git(["checkout", "-q", "--detach", src.commit_sha], cwd=dest)
+    return dest
+
+
+@contextmanager
+def temp_working_copy(src: RepoSource, prefix: str = "repogym-wc-") -> Iterator[Path]:
+    """A working copy in a temporary directory, removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield working_copy(src, root / src.name.replace("#", "__"))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def diff(wc: Path, base: str = "HEAD") -> str:
+    """The unified diff of the working copy (tracked and new files) against ``base``."""
+    git(["add", "-A"], cwd=wc)
+    return git(["diff", "--cached", "--binary", base], cwd=wc)
+
+
+def apply_diff(wc: Path, patch: str, reverse: bool = False, check_only: bool = False) -> None:
+    """Apply a unified diff with git; a failure names the file and the hunk that did not apply."""
+    if not patch.strip():
+        return
+    args = ["apply", "--whitespace=nowarn"] + (["-R"] if reverse else []) + (["--check"] if check_only else [])
+    try:
+        git([*args, "-"], cwd=wc, stdin=patch)
+    except GitError as e:
+        raise GitError(f"diff does not apply{' in reverse' if reverse else ''}: {_explain_apply(str(e))}") from e
+
+
+def _explain_apply(msg: str) -> str:
+    m = re.search(r"patch failed: (.+?):(\d+)", msg)
+    if m:
+        return f"{m.group(1)}: the hunk at line {m.group(2)} does not match"
+    m = re.search(r"corrupt patch at line (\d+)", msg)
+    if m:
+        return f"corrupt patch at line {m.group(1)} of the diff"
+    m = re.search(r"error: (.+?): (No such file|does not exist in index|already exists)", msg)
+    if m:
+        return f"{m.group(1)}: {m.group(2).lower()}"
+    return msg.split("failed: ", 1)[-1]
+
+
+def commit_all(wc: Path, message: str) -> str:
+    """Commit every change in the working copy; returns the new commit sha."""
+    git(["add", "-A"], cwd=wc)
+    git(["commit", "-q", "--allow-empty", "--no-verify", "-m", message], cwd=wc)
+    return git(["rev-parse", "HEAD"], cwd=wc).strip()
+
+
+def changed_files(patch: str) -> list[str]:
+    """Paths a unified diff touches (new side, or old side for deletions), in order."""
+    files: list[str] = []
+    for m in re.finditer(r"^diff --git a/(\S+) b/(\S+)$", patch, flags=re.M):
+        if m.group(2) not in files:
+            files.append(m.group(2))
+    return files
