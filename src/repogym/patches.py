@@ -116,9 +116,7 @@ def _file_name(line: str) -> str | None:
 
 def render(blocks: list[Block]) -> str:
     """Render blocks in the strict form: a '### path' header each, a blank line between blocks."""
-    return "\n".join(
-        f"### {b.path}\n{SEARCH}\n{b.search}{DIVIDER}\n{b.replace}{REPLACE}\n" for b in blocks
-    )
+    return "\n".join(f"### {b.path}\n{SEARCH}\n{b.search}{DIVIDER}\n{b.replace}{REPLACE}\n" for b in blocks)
 
 
 def inverse(blocks: list[Block]) -> list[Block]:

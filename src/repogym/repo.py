@@ -46,7 +46,13 @@ def git(args: list[str], cwd: Path | None = None, stdin: str | None = None, chec
     env = {**os.environ, **_GIT_ENV}
     try:
         p = subprocess.run(
-            ["git", *args], cwd=cwd, input=stdin, capture_output=True, text=True, env=env, timeout=GIT_TIMEOUT_S
+            ["git", *args],
+            cwd=cwd,
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=GIT_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired as e:
         raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT_S}s") from e
@@ -69,9 +75,7 @@ def is_url(source: str) -> bool:
     return "://" in source or source.startswith("git@")
 
 
-def open_repo(
-    source: str | Path, ref: str | None = None, say: Callable[[str], None] | None = None
-) -> RepoSource:
+def open_repo(source: str | Path, ref: str | None = None, say: Callable[[str], None] | None = None) -> RepoSource:
     """Open REPO as the commands take it: a git work tree, a plain directory, a tarball or a git URL."""
     say = say or (lambda _msg: None)
     text = str(source)

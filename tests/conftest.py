@@ -1,0 +1,70 @@
+"""Shared fixtures: copies of the example project as real git repositories."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "scheme_interpreter"
+
+
+def git(cwd: Path, *args: str) -> str:
+    env = {
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@t",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@t",
+    }
+    import os
+
+    return subprocess.run(
+        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True, env={**os.environ, **env}
+    ).stdout
+
+
+def make_git_repo(src: Path, dest: Path) -> Path:
+    shutil.copytree(src, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.egg-info"))
+    git(dest, "init", "-q", "-b", "main")
+    git(dest, "add", "-A")
+    git(dest, "commit", "-q", "-m", "base")
+    return dest
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Each test session gets its own repogym cache, except the shared venv cache (slow to build)."""
+    monkeypatch.setenv("REPOGYM_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def scheme_copy(tmp_path: Path) -> Path:
+    """A plain copy of the example project (no git)."""
+    dest = tmp_path / "scheme_interpreter"
+    shutil.copytree(EXAMPLE, dest, ignore=shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.egg-info"))
+    return dest
+
+
+@pytest.fixture
+def scheme_repo(tmp_path: Path) -> Path:
+    """The example project as a git repository with one commit."""
+    return make_git_repo(EXAMPLE, tmp_path / "scheme_interpreter")
+
+
+def run_cli(*args: str, cwd: Path | None = None, input: str | None = None, timeout: float = 600):
+    """Run the real `repogym` command in a subprocess, as a user would."""
+    import os
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "repogym", *args],
+        cwd=cwd,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, "COLUMNS": "200"},
+    )
