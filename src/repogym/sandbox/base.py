@@ -1,0 +1,204 @@
+"""The sandbox contract: run commands against a working copy, bounded in time and output.
+
+A failing command is data (an ExecResult), not an exception. Methods raise SandboxError only when the sandbox
+itself is unusable (its binary is missing, its image does not exist, it was closed).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from types import TracebackType
+
+from repogym.errors import SandboxError
+
+DEFAULT_TIMEOUT_S = 600.0
+DEFAULT_MAX_OUTPUT = 1_000_000
+_CHUNK = 65536
+REPO = "/repo"
+
+
+@dataclass
+class ExecResult:
+    """The outcome of one command. ``exit_code`` is None when the command was killed at its timeout."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool
+    seconds: float
+    truncated: bool = False
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not self.timed_out
+
+
+class _CappedReader(threading.Thread):
+    """Drain a pipe to the end, keeping at most ``cap`` bytes: memory stays flat whatever the command prints."""
+
+    def __init__(self, pipe: object, cap: int) -> None:
+        super().__init__(daemon=True)
+        self.pipe = pipe
+        self.cap = cap
+        self.kept = bytearray()
+        self.dropped = 0
+
+    def run(self) -> None:
+        read = self.pipe.read1 if hasattr(self.pipe, "read1") else self.pipe.read  # type: ignore[attr-defined]
+        while chunk := read(_CHUNK):
+            room = self.cap - len(self.kept)
+            if room > 0:
+                self.kept += chunk[:room]
+            self.dropped += max(0, len(chunk) - max(room, 0))
+
+    def text(self) -> str:
+        out = self.kept.decode(errors="replace")
+        if self.dropped:
+            out += f"\n[repogym: output truncated at {self.cap} bytes; {self.dropped} more bytes dropped]\n"
+        return out
+
+
+def run_bounded(
+    argv: list[str],
+    *,
+    cwd: Path | None,
+    env: Mapping[str, str] | None,
+    timeout_s: float,
+    max_output_bytes: int,
+    on_timeout: Callable[[], None] | None = None,
+) -> ExecResult:
+    """Run ``argv`` in its own process group; on timeout kill the whole group (and call ``on_timeout``)."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.Popen(
+            argv,
+            cwd=cwd,
+            env=dict(env) if env is not None else None,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            start_new_session=True,
+        )
+    except OSError as e:
+        raise SandboxError(f"cannot start {argv[0]}: {e.strerror}") from e
+    readers = [_CappedReader(proc.stdout, max_output_bytes), _CappedReader(proc.stderr, max_output_bytes)]
+    for r in readers:
+        r.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        _kill_group(proc.pid)
+        if on_timeout:
+            on_timeout()
+        proc.wait()
+    except BaseException:
+        _kill_group(proc.pid)
+        proc.wait()
+        raise
+    for r in readers:
+        # A grandchild that escaped the group may hold the pipe open; do not wait on it forever.
+        r.join(timeout=5)
+    return ExecResult(
+        exit_code=None if timed_out else proc.returncode,
+        stdout=readers[0].text(),
+        stderr=readers[1].text(),
+        timed_out=timed_out,
+        seconds=time.monotonic() - start,
+        truncated=any(r.dropped for r in readers),
+    )
+
+
+def _kill_group(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(pid, signal.SIGKILL)
+
+
+class Sandbox(ABC):
+    """A working copy mounted at /repo, plus a private /tmp, in which commands run.
+
+    Used as a context manager; ``close`` removes the private /tmp. Subclasses define how a command is wrapped.
+    """
+
+    name: str = ""
+    isolated: bool = True
+
+    def __init__(self, repo_dir: Path, *, env: Mapping[str, str] | None = None) -> None:
+        self.repo_dir = Path(repo_dir).resolve()
+        if not self.repo_dir.is_dir():
+            raise SandboxError(f"{repo_dir}: the working copy does not exist")
+        self.base_env = dict(env or {})
+        self.tmp_dir = Path(tempfile.mkdtemp(prefix=f"repogym-{self.name}-tmp-"))
+        self.closed = False
+
+    def __enter__(self) -> Sandbox:
+        return self
+
+    def __exit__(self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    @property
+    def tmp_inside(self) -> str:
+        """Where the private temporary directory is, as commands inside the sandbox see it."""
+        return "/tmp"
+
+    def exec(
+        self,
+        cmd: str | list[str],
+        cwd: str = REPO,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT,
+    ) -> ExecResult:
+        """Run ``cmd`` (a shell string or an argv list) in ``cwd`` inside the sandbox.
+
+        Raises SandboxError only if the sandbox is closed or cannot start.
+        """
+        if self.closed:
+            raise SandboxError(f"the {self.name} sandbox for {self.repo_dir} is closed")
+        argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+        full_env = {"HOME": self.tmp_inside, "TMPDIR": self.tmp_inside, "LANG": "C.UTF-8", **self.base_env}
+        full_env.update(env or {})
+        return self._run(argv, cwd, full_env, timeout_s, max_output_bytes)
+
+    @abstractmethod
+    def _run(
+        self, argv: list[str], cwd: str, env: dict[str, str], timeout_s: float, max_output_bytes: int
+    ) -> ExecResult: ...
+
+    def host_path(self, path: str) -> Path:
+        """The host path of a sandbox path under /repo or /tmp (relative paths are under /repo)."""
+        p = PurePosixPath(path if path.startswith("/") else f"{REPO}/{path}")
+        for inside, host in ((PurePosixPath(REPO), self.repo_dir), (PurePosixPath(self.tmp_inside), self.tmp_dir)):
+            if p == inside or inside in p.parents:
+                rel = p.relative_to(inside)
+                if ".." in rel.parts:
+                    break
+                return host / rel
+        raise SandboxError(f"{path}: only paths under {REPO} or {self.tmp_inside} can be read or written")
+
+    def read_file(self, path: str) -> str:
+        """Read a text file; raises FileNotFoundError like open() when it is missing."""
+        return self.host_path(path).read_text(errors="replace")
+
+    def write_file(self, path: str, content: str) -> None:
+        target = self.host_path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(content)

@@ -1,0 +1,81 @@
+"""The `podman` and `docker` backends, in the Build-A-Bench convention.
+
+``podman run --rm --network none -v REPO:/repo:rw IMAGE`` runs the image's default command (the test suite);
+exec adds a working directory, the private /tmp and the command.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import uuid
+from collections.abc import Mapping
+from pathlib import Path
+
+from repogym.errors import SandboxError
+from repogym.sandbox.base import REPO, ExecResult, Sandbox, run_bounded
+
+INSTALL_HINT = {
+    "podman": "run `apt-get install podman` (see the README for the two host settings podman needs)",
+    "docker": "install Docker Engine and start its daemon",
+}
+
+
+def default_image_name(repo_name: str) -> str:
+    """Build-A-Bench's image name: env_agent__<repo name>, lower-cased, '#' replaced by '__'."""
+    return f"env_agent__{repo_name}".lower().replace("#", "__")
+
+
+def image_exists(engine: str, image: str) -> bool:
+    p = subprocess.run([engine, "image", "exists" if engine == "podman" else "inspect", image], capture_output=True)
+    return p.returncode == 0
+
+
+class ContainerSandbox(Sandbox):
+    """Each command runs in a fresh container of ``image`` with the working copy mounted at /repo."""
+
+    name = "podman"
+
+    def __init__(self, repo_dir: Path, *, image: str, env: Mapping[str, str] | None = None) -> None:
+        if shutil.which(self.name) is None:
+            raise SandboxError(f"{self.name} is not installed: {INSTALL_HINT[self.name]}")
+        if not image_exists(self.name, image):
+            raise SandboxError(
+                f"image {image!r} not found in {self.name}: build it with `repogym env build REPO --backend "
+                f"{self.name} --dockerfile FILE`"
+            )
+        super().__init__(repo_dir, env=env)
+        self.image = image
+
+    def run_argv(self, extra: list[str] | None = None) -> list[str]:
+        """The Build-A-Bench command line, with optional extra options before the image."""
+        return [self.name, "run", "--rm", "--network", "none", "-v", f"{self.repo_dir}:{REPO}:rw", *(extra or [])]
+
+    def _run(
+        self, argv: list[str], cwd: str, env: dict[str, str], timeout_s: float, max_output_bytes: int
+    ) -> ExecResult:
+        name = f"repogym-{uuid.uuid4().hex[:12]}"
+        extra = ["--name", name, "-v", f"{self.tmp_dir}:/tmp:rw", "-w", cwd]
+        for k, v in env.items():
+            extra += ["-e", f"{k}={v}"]
+
+        def kill() -> None:
+            # Killing the client does not stop the container: remove it by name.
+            subprocess.run([self.name, "rm", "-f", "-t", "0", name], capture_output=True, timeout=60)
+
+        return run_bounded(
+            [*self.run_argv(extra), self.image, *argv],
+            cwd=None,
+            env=None,
+            timeout_s=timeout_s,
+            max_output_bytes=max_output_bytes,
+            on_timeout=kill,
+        )
+
+
+class PodmanSandbox(ContainerSandbox):
+    name = "podman"
+
+
+class DockerSandbox(ContainerSandbox):
+    name = "docker"

@@ -1,0 +1,96 @@
+"""Per-test outcomes from JUnit XML (pytest, go-junit-report, cargo2junit, jest-junit, Maven Surefire).
+
+A suite that writes no JUnit XML falls back to its exit code, and the result says so.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from typing import Literal
+
+Outcome = Literal["passed", "failed", "error", "skipped"]
+_RANK: dict[str, int] = {"skipped": 0, "passed": 1, "failed": 2, "error": 3}
+
+
+@dataclass
+class TestRun:
+    """One run of a test suite: per-test outcomes, or only an exit code when there was no JUnit XML."""
+
+    outcomes: dict[str, Outcome] = field(default_factory=dict)
+    source: Literal["junit", "exit-code"] = "junit"
+    exit_code: int | None = None
+    timed_out: bool = False
+    seconds: float = 0.0
+    output: str = ""
+    note: str = ""
+
+    __test__ = False  # not a pytest test class
+
+    def ids(self, *states: Outcome) -> list[str]:
+        return sorted(t for t, o in self.outcomes.items() if o in states)
+
+    @property
+    def passed(self) -> list[str]:
+        return self.ids("passed")
+
+    @property
+    def failed(self) -> list[str]:
+        """Failed or errored tests."""
+        return self.ids("failed", "error")
+
+    @property
+    def all_passed(self) -> bool:
+        """Every test that ran passed (skips aside), at least one ran, and the suite did not time out."""
+        if self.timed_out:
+            return False
+        if self.source == "exit-code":
+            return self.exit_code == 0
+        return bool(self.passed) and not self.failed
+
+    def summary(self) -> dict[str, int]:
+        counts = {k: 0 for k in _RANK}
+        for o in self.outcomes.values():
+            counts[o] += 1
+        return counts
+
+
+def parse_junit(xml_text: str) -> dict[str, Outcome]:
+    """Map each test case to its outcome. Ids are ``classname::name`` (or ``suite::name``), stable across runs.
+
+    A test reported twice (pytest reports a teardown error as a second case) keeps its worst outcome.
+    Raises ValueError when the text is not JUnit XML.
+    """
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError as e:
+        raise ValueError(f"not valid XML: {e}") from e
+    if root.tag not in ("testsuites", "testsuite"):
+        raise ValueError(f"not JUnit XML (root element <{root.tag}>)")
+    results: dict[str, Outcome] = {}
+    for suite in root.iter("testsuite"):
+        for case in suite.findall("testcase"):
+            tid = _case_id(case, suite.get("name", ""))
+            outcome = _case_outcome(case)
+            if tid not in results or _RANK[outcome] > _RANK[results[tid]]:
+                results[tid] = outcome
+    return results
+
+
+def _case_id(case: ET.Element, suite: str) -> str:
+    name = case.get("name", "")
+    cls = case.get("classname") or ""
+    if cls and cls != name:
+        return f"{cls}::{name}"
+    return f"{suite}::{name}" if suite and suite != name else name
+
+
+def _case_outcome(case: ET.Element) -> Outcome:
+    tags = {child.tag for child in case}
+    if "error" in tags:
+        return "error"
+    if "failure" in tags or "rerunFailure" in tags and "flakyFailure" not in tags:
+        return "failed"
+    if "skipped" in tags or case.get("status") in ("skipped", "disabled", "notrun"):
+        return "skipped"
+    return "passed"
