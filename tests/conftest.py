@@ -68,3 +68,29 @@ def run_cli(*args: str, cwd: Path | None = None, input: str | None = None, timeo
         timeout=timeout,
         env={**os.environ, "COLUMNS": "200"},
     )
+
+
+BASE_IMAGE = "localhost/repogym-base:bookworm"
+
+
+def podman_ready() -> str | None:
+    """None when rootful podman can run containers here, else the reason it cannot."""
+    import shutil as sh
+
+    if sh.which("podman") is None:
+        return "podman is not installed (apt-get install podman)"
+    p = subprocess.run(["podman", "info"], capture_output=True, text=True)
+    return None if p.returncode == 0 else f"podman does not work here: {p.stderr.strip()[-200:]}"
+
+
+@pytest.fixture(scope="session")
+def base_image() -> str:
+    """The repogym Debian base image, built once per machine (debootstrap) if missing."""
+    reason = podman_ready()
+    if reason:
+        pytest.skip(reason)
+    if subprocess.run(["podman", "image", "exists", BASE_IMAGE]).returncode != 0:
+        from repogym.sandbox.images import build_base_image
+
+        build_base_image("podman", BASE_IMAGE)
+    return BASE_IMAGE

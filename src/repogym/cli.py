@@ -12,7 +12,7 @@ from repogym import __version__
 from repogym.errors import RepogymError
 
 console = Console(highlight=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 app = typer.Typer(
     name="repogym",

@@ -320,7 +320,8 @@ def open_env_sandbox(spec: EnvSpec, wc: Path) -> Sandbox:
         env["VIRTUAL_ENV"] = spec.venv
     if spec.backend in ("bwrap", "process") and not spec.venv:
         raise RepogymError(f"the environment for {spec.repo_name} is not built: run `repogym env build REPO`")
-    return open_sandbox(spec.backend, wc, image=spec.image, env=env)
+    binds = {spec.venv: spec.venv} if spec.venv and spec.backend == "bwrap" else None
+    return open_sandbox(spec.backend, wc, image=spec.image, env=env, ro_binds=binds)
 
 
 def run_tests(spec: EnvSpec, sandbox: Sandbox, timeout_s: float = 900.0, max_output_bytes: int = 200_000) -> TestRun:

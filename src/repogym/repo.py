@@ -32,6 +32,9 @@ _GIT_ENV = {
 }
 
 
+RUN_ARTIFACTS = ("*.egg-info/", "__pycache__/", ".pytest_cache/", ".coverage", ".coverage.*", ".hypothesis/")
+
+
 class GitError(RepogymError):
     """A git command failed; the message carries git's own explanation."""
 
@@ -175,6 +178,10 @@ def working_copy(src: RepoSource, dest: Path) -> Path:
     """Make an isolated working copy of ``src`` at its base commit under ``dest`` (which must not exist)."""
     git(["clone", "-q", "--shared", "--no-checkout", str(src.git_dir), str(dest)])
     git(["checkout", "-q", "--detach", src.commit_sha], cwd=dest)
+    # Files that running tests or installing the project leave behind must never show up in a task's diffs.
+    exclude = dest / ".git" / "info" / "exclude"
+    exclude.parent.mkdir(parents=True, exist_ok=True)
+    exclude.write_text("\n".join(RUN_ARTIFACTS) + "\n")
     return dest
 
 

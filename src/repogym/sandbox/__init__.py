@@ -33,10 +33,11 @@ def open_sandbox(
     image: str | None = None,
     env: Mapping[str, str] | None = None,
     network: bool = False,
+    ro_binds: Mapping[str, str] | None = None,
 ) -> Sandbox:
     """Create a sandbox of the named backend over ``repo_dir``."""
     if backend == "bwrap":
-        return BwrapSandbox(repo_dir, env=env, network=network)
+        return BwrapSandbox(repo_dir, env=env, network=network, ro_binds=ro_binds)
     if backend in ("podman", "docker"):
         if not image:
             raise RepogymError(f"the {backend} backend needs an image (--image NAME)")

@@ -47,12 +47,15 @@ class BwrapSandbox(Sandbox):
         env: Mapping[str, str] | None = None,
         network: bool = False,
         extra_binds: Mapping[str, str] | None = None,
+        ro_binds: Mapping[str, str] | None = None,
     ) -> None:
         if not bwrap_available():
             raise SandboxError("bubblewrap is not installed: run `apt-get install bubblewrap` (or pick --backend)")
         super().__init__(repo_dir, env=env)
         self.network = network
         self.extra_binds = dict(extra_binds or {})
+        # Host paths under /tmp (a venv in a test's cache, say) are hidden by the private /tmp unless bound again.
+        self.ro_binds = dict(ro_binds or {})
         self._prefix = self._build_prefix()
 
     def _build_prefix(self) -> list[str]:
@@ -60,6 +63,8 @@ class BwrapSandbox(Sandbox):
         args += ["--bind", str(self.tmp_dir), "/tmp", "--bind", str(self.repo_dir), REPO]
         for host, inside in self.extra_binds.items():
             args += ["--bind", host, inside]
+        for host, inside in self.ro_binds.items():
+            args += ["--ro-bind", host, inside]
         args += ["--remount-ro", "/", "--unshare-all", "--die-with-parent", "--new-session"]
         if self.network:
             args.append("--share-net")

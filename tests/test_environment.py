@@ -1,0 +1,159 @@
+from __future__ import annotations
+
+import json
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE, ROOT, git, make_git_repo, run_cli
+
+from repogym import environment
+from repogym.errors import RepogymError
+from repogym.sandbox.bwrap import bwrap_available
+
+needs_bwrap = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
+
+
+def _write(root: Path, files: dict[str, str]) -> Path:
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(textwrap.dedent(text))
+    return root
+
+
+COV_PROJECT = {
+    "pyproject.toml": """
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+
+        [project]
+        name = "covered"
+        version = "1.2.3"
+        dependencies = []
+
+        [project.optional-dependencies]
+        test = ["pytest"]
+
+        [tool.setuptools]
+        packages = ["covered"]
+
+        [tool.pytest.ini_options]
+        addopts = "--cov=covered --cov-report=term"
+        """,
+    "covered/__init__.py": """
+        from importlib.metadata import version
+
+        def double(x):
+            return 2 * x
+
+        __version__ = version("covered")
+        """,
+    "tests/test_covered.py": """
+        from importlib.metadata import version
+
+        import covered
+
+        def test_double():
+            assert covered.double(21) == 42
+
+        def test_reads_its_own_installed_version():
+            assert version("covered") == "1.2.3" == covered.__version__
+        """,
+}
+
+
+def test_detect_finds_test_dependencies_everywhere(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "pyproject.toml": """
+                [project]
+                name = "x"
+                version = "0"
+                [project.optional-dependencies]
+                tests = ["pytest-mock"]
+                [dependency-groups]
+                lint = ["ruff"]
+                dev = ["hypothesis", {include-group = "lint"}]
+                [tool.pytest.ini_options]
+                addopts = ["-n", "2", "--timeout=30"]
+                """,
+            "requirements-test.txt": "responses\n",
+            "requirements-dev.txt": "freezegun\n",
+            "tox.ini": "[testenv]\ndeps =\n    pytest-asyncio\n    -r requirements.txt\n    {posargs}\n",
+            "tests/test_x.py": "def test_x():\n    pass\n",
+        },
+    )
+    spec = environment.detect(tmp_path, "x", test_deps=["pytest-randomly"])
+    assert spec.project_extras == ["tests"]
+    assert spec.requirements == ["requirements-dev.txt", "requirements-test.txt"]
+    for dep in ("pytest", "hypothesis", "ruff", "pytest-asyncio", "pytest-xdist", "pytest-timeout", "pytest-randomly"):
+        assert dep in spec.test_deps, dep
+
+
+def test_cov_in_addopts_needs_pytest_cov(tmp_path: Path) -> None:
+    spec = environment.detect(_write(tmp_path, COV_PROJECT), "covered")
+    assert spec.project_extras == ["test"] and "pytest-cov" in spec.test_deps
+    assert any("--cov" in n for n in spec.notes)
+
+
+def test_repo_without_tests_is_refused(tmp_path: Path) -> None:
+    _write(tmp_path, {"pyproject.toml": "[project]\nname='x'\nversion='0'\n", "x.py": "X = 1\n"})
+    with pytest.raises(RepogymError, match="no tests found.*--test-command"):
+        environment.detect(tmp_path, "x")
+    r = run_cli("env", "detect", str(tmp_path))
+    assert r.returncode == 2 and "no tests found" in r.stderr
+
+
+@needs_bwrap
+def test_build_then_test_project_with_cov_and_metadata(tmp_path: Path) -> None:
+    repo = make_git_repo(_write(tmp_path / "src", COV_PROJECT), tmp_path / "covered")
+    build = run_cli("env", "build", str(repo))
+    assert build.returncode == 0, build.stderr
+    r = run_cli("env", "test", str(repo), "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["outcomes"] == {
+        "tests.test_covered::test_double": "passed",
+        "tests.test_covered::test_reads_its_own_installed_version": "passed",
+    }
+    again = run_cli("env", "build", str(repo))
+    assert "environment exists" in again.stderr, "the venv is cached by the dependency files"
+
+
+@needs_bwrap
+def test_failing_suite_exits_1_with_per_test_outcomes(tmp_path: Path) -> None:
+    repo = make_git_repo(EXAMPLE, tmp_path / "scheme_interpreter")
+    path = repo / "scheme" / "builtins.py"
+    path.write_text(path.read_text().replace("return sum(args)", "return sum(args) + 1"))
+    git(repo, "commit", "-qam", "break add")
+    r = run_cli("env", "test", str(repo), "--json")
+    assert r.returncode == 1
+    out = json.loads(r.stdout)
+    assert out["outcomes"]["tests.test_evaluator::test_addition"] == "failed"
+    assert out["outcomes"]["tests.test_reader::test_tokenize_simple"] == "passed"
+
+
+def test_custom_test_command_without_junit_falls_back_to_exit_code(tmp_path: Path) -> None:
+    _write(tmp_path, {"check.sh": "exit 0\n"})
+    repo = make_git_repo(tmp_path, tmp_path.parent / "nojunit")
+    r = run_cli("env", "test", str(repo), "--backend", "process", "--test-command", "sh check.sh", "--json")
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout)
+    assert out["source"] == "exit-code" and "no JUnit XML" in out["note"]
+
+
+@needs_bwrap
+@pytest.mark.podman
+def test_bwrap_and_podman_agree_on_the_example(tmp_path: Path, base_image: str) -> None:
+    dockerfile = ROOT / "examples" / "dockerfiles" / "scheme_interpreter.Dockerfile"
+    build = run_cli("env", "build", str(EXAMPLE), "--backend", "podman", "--dockerfile", str(dockerfile))
+    assert build.returncode == 0, build.stderr
+    results = {}
+    for backend in ("bwrap", "podman"):
+        r = run_cli("env", "test", str(EXAMPLE), "--backend", backend, "--json")
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+        results[backend] = json.loads(r.stdout)["outcomes"]
+    assert results["bwrap"] == results["podman"]
+    assert len(results["bwrap"]) >= 60 and set(results["bwrap"].values()) == {"passed"}
