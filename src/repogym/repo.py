@@ -92,7 +92,7 @@ def open_repo(source: str | Path, ref: str | None = None, say: Callable[[str], N
     if _is_git_worktree(path):
         if ref is None and git(["status", "--porcelain", "--untracked-files=no"], cwd=path).strip():
             say(f"{path} has uncommitted changes; using its last commit (HEAD)")
-        return _from_git(path, path.resolve().name, ref, str(path))
+        return _from_git(path, path.resolve().name, ref, str(path.resolve()))
     return _open_plain_dir(path, say)
 
 
@@ -118,10 +118,11 @@ def _open_plain_dir(path: Path, say: Callable[[str], None]) -> RepoSource:
     git(["add", "-A"], cwd=copy)
     git(["commit", "-q", "--allow-empty", "-m", "repogym base"], cwd=copy)
     say(f"{path} is not a git repository; committed a copy as the base at {copy}")
-    return _from_git(copy, path.resolve().name, None, str(path))
+    return _from_git(copy, path.resolve().name, None, str(path.resolve()))
 
 
 def _open_tarball(path: Path, ref: str | None) -> RepoSource:
+    path = path.resolve()
     if not (path.name.endswith((".tar", ".tar.gz", ".tgz"))):
         raise RepogymError(f"{path}: not a directory or a .tar/.tar.gz tarball")
     digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
@@ -201,11 +202,14 @@ def diff(wc: Path, base: str = "HEAD") -> str:
     return git(["diff", "--cached", "--binary", base], cwd=wc)
 
 
-def apply_diff(wc: Path, patch: str, reverse: bool = False, check_only: bool = False) -> None:
+def apply_diff(
+    wc: Path, patch: str, reverse: bool = False, check_only: bool = False, extra: list[str] | None = None
+) -> None:
     """Apply a unified diff with git; a failure names the file and the hunk that did not apply."""
     if not patch.strip():
         return
-    args = ["apply", "--whitespace=nowarn"] + (["-R"] if reverse else []) + (["--check"] if check_only else [])
+    args = ["apply", "--whitespace=nowarn", *(extra or [])]
+    args += (["-R"] if reverse else []) + (["--check"] if check_only else [])
     try:
         git([*args, "-"], cwd=wc, stdin=patch)
     except GitError as e:

@@ -1,0 +1,52 @@
+"""What a sandbox costs: `true` and the example project's test suite under process, bwrap and podman.
+
+Prints medians and the ratio of each backend to `process` (no isolation). podman is included when it works and
+the example image exists (`repogym env build examples/scheme_interpreter --backend podman --dockerfile ...`).
+
+    python benchmarks/sandbox_overhead.py [--runs N]
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+import warnings
+from pathlib import Path
+
+from _common import median_seconds, print_ratios
+
+from repogym import environment
+from repogym.repo import open_repo, temp_working_copy
+from repogym.sandbox.podman import default_image_name, image_exists
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "scheme_interpreter"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    warnings.simplefilter("ignore")
+    src = open_repo(EXAMPLE)
+    backends = ["process", "bwrap"]
+    if shutil.which("podman") and image_exists("podman", default_image_name(src.name)):
+        backends.append("podman")
+    else:
+        print("podman skipped: build the example image first (see README)", file=sys.stderr)
+    rows: dict[str, dict[str, float]] = {"true": {}, "test suite": {}}
+    for backend in backends:
+        spec = environment.prepare(src, backend)
+        with temp_working_copy(src) as wc, environment.open_env_sandbox(spec, wc) as sb:
+            rows["true"][backend] = median_seconds(lambda sb=sb: sb.exec("true"), args.runs)
+            suite_runs = max(3, args.runs // 4)
+            run = environment.run_tests(spec, sb)
+            assert run.all_passed, f"{backend}: the example suite must pass ({run.note})"
+            rows["test suite"][backend] = median_seconds(
+                lambda sb=sb, spec=spec: environment.run_tests(spec, sb), suite_runs
+            )
+    print_ratios(f"sandbox overhead, median of {args.runs} runs", rows, "process")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,195 @@
+"""The three LLM-free checks of a validated task, each in a fresh working copy and sandbox.
+
+1. task state (base + src.diff): every test passes and at least one ran.
+2. task state + tests.diff: at least one test fails; those are FAIL_TO_PASS.
+3. task state + tests.diff + gold patch (reverse src.diff outside the test files): every test passes, every
+   FAIL_TO_PASS test passes, and no test that passed in check 1 (PASS_TO_PASS) fails or goes missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from repogym.environment import EnvSpec, open_env_sandbox, run_tests
+from repogym.errors import RepogymError
+from repogym.records import CheckOutcome, CheckRecord, ValidatedRecord
+from repogym.repo import GitError, RepoSource, apply_diff, changed_files, temp_working_copy
+from repogym.testresults import TestRun
+
+
+def gold_patch_args(rec: ValidatedRecord) -> list[str]:
+    """git apply options that restrict reverse(src.diff) to files that tests.diff does not touch."""
+    return [f"--exclude={f}" for f in changed_files(rec.tests_diff)]
+
+
+def _state(wc: Path, rec: ValidatedRecord, tests: bool, gold: bool) -> str | None:
+    """Bring a base working copy to the wanted state; returns a reason when a diff does not apply."""
+    steps: list[tuple[str, str, bool, list[str]]] = [("src.diff", rec.src_diff, False, [])]
+    if tests:
+        steps.append(("tests.diff", rec.tests_diff, False, []))
+    if gold:
+        steps.append(("the gold patch (reverse src.diff)", rec.src_diff, True, gold_patch_args(rec)))
+    for name, patch, reverse, extra in steps:
+        if not patch.strip() and name != "the gold patch (reverse src.diff)":
+            return f"{name} is empty"
+        try:
+            apply_diff(wc, patch, reverse=reverse, extra=extra)
+        except GitError as e:
+            return f"{name} does not apply: {e}"
+    return None
+
+
+def run_state(
+    src: RepoSource, spec: EnvSpec, rec: ValidatedRecord, tests: bool, gold: bool, timeout_s: float
+) -> tuple[TestRun | None, str | None]:
+    with temp_working_copy(src, prefix="repogym-check-") as wc:
+        reason = _state(wc, rec, tests, gold)
+        if reason:
+            return None, reason
+        with open_env_sandbox(spec, wc) as sb:
+            return run_tests(spec, sb, timeout_s), None
+
+
+def _outcome(name: str, run: TestRun | None, ok: bool, note: str = "") -> CheckOutcome:
+    if run is None:
+        return CheckOutcome(name=name, ok=False, note=note)
+    return CheckOutcome(
+        name=name,
+        ok=ok,
+        exit_code=run.exit_code,
+        timed_out=run.timed_out,
+        seconds=round(run.seconds, 3),
+        failed_tests=run.failed,
+        passed_tests=run.passed,
+        note=note or run.note,
+    )
+
+
+def check_task(
+    rec: ValidatedRecord, src: RepoSource, spec: EnvSpec, timeout_s: float = 900.0, reruns: int = 0
+) -> CheckRecord:
+    """Run the three checks (plus reruns of 1 and 3) and say why a task fails, in words a person can act on."""
+    out = CheckRecord(task_id=rec.task_id, ok=False)
+    first: TestRun | None = None
+    for attempt in range(reruns + 1):
+        run1, reason = run_state(src, spec, rec, tests=False, gold=False, timeout_s=timeout_s)
+        if attempt == 0:
+            first = run1
+            if reason or run1 is None:
+                out.checks.append(_outcome("task_state", None, False, reason or ""))
+                out.reason = reason or "task state could not be built"
+                return out
+            ok1 = run1.all_passed
+            out.checks.append(_outcome("task_state", run1, ok1))
+            if not ok1:
+                out.reason = _why_task_state(run1)
+                return out
+            run2, reason = run_state(src, spec, rec, tests=True, gold=False, timeout_s=timeout_s)
+            if reason or run2 is None:
+                out.checks.append(_outcome("tests_fail", None, False, reason or ""))
+                out.reason = reason or "tests.diff could not be applied"
+                return out
+            f2p = sorted(set(run2.failed))
+            ok2 = bool(f2p) and not run2.timed_out
+            out.checks.append(_outcome("tests_fail", run2, ok2))
+            if not ok2:
+                out.reason = (
+                    "tests.diff makes no test fail: the tests it adds do not exercise what src.diff removed"
+                    if not run2.timed_out
+                    else "the suite timed out with tests.diff"
+                )
+                return out
+            out.FAIL_TO_PASS = f2p
+            out.PASS_TO_PASS = sorted(set(run1.passed))
+        elif run1 is not None and first is not None and run1.outcomes != first.outcomes:
+            out.flaky = True
+        run3, reason = run_state(src, spec, rec, tests=True, gold=True, timeout_s=timeout_s)
+        if reason or run3 is None:
+            out.checks.append(_outcome("gold_passes", None, False, reason or ""))
+            out.reason = reason or "the gold patch could not be applied"
+            return out
+        problem = _why_gold(run3, out.FAIL_TO_PASS, out.PASS_TO_PASS)
+        name = "gold_passes" if attempt == 0 else f"gold_passes_rerun{attempt}"
+        if attempt > 0:
+            prev = next(c for c in out.checks if c.name == "gold_passes")
+            if sorted(run3.failed) != prev.failed_tests or sorted(run3.passed) != prev.passed_tests:
+                out.flaky = True
+            out.checks.append(_outcome(name, run3, problem is None))
+            continue
+        out.checks.append(_outcome(name, run3, problem is None))
+        if problem:
+            out.reason = problem
+            return out
+    out.ok = not out.flaky
+    out.reason = "flaky: outcomes differ between reruns" if out.flaky else ""
+    return out
+
+
+def _why_task_state(run: TestRun) -> str:
+    if run.timed_out:
+        return "the suite timed out in the task state"
+    if run.source == "junit" and not run.outcomes:
+        return "no test ran in the task state"
+    failed = run.failed
+    return (
+        f"{len(failed)} test(s) fail in the task state (src.diff breaks tests it does not remove): "
+        + ", ".join(failed[:5])
+        if failed
+        else f"the suite failed in the task state (exit code {run.exit_code}; {run.note or 'no per-test results'})"
+    )
+
+
+def _why_gold(run: TestRun, f2p: list[str], p2p: list[str]) -> str | None:
+    if run.timed_out:
+        return "the suite timed out with the gold patch"
+    passed = set(run.passed)
+    missing_f2p = [t for t in f2p if t not in passed]
+    if missing_f2p:
+        return f"FAIL_TO_PASS test(s) still fail with the gold patch: {', '.join(missing_f2p[:5])}"
+    regressed = [t for t in p2p if t not in passed]
+    if regressed:
+        return f"PASS_TO_PASS test(s) fail or are missing with the gold patch: {', '.join(regressed[:5])}"
+    if run.failed:
+        return f"test(s) fail with the gold patch: {', '.join(run.failed[:5])}"
+    if not run.all_passed:
+        return f"the suite fails with the gold patch (exit code {run.exit_code})"
+    return None
+
+
+def check_many(
+    records: list[ValidatedRecord],
+    resolve: Callable[[ValidatedRecord], tuple[RepoSource, EnvSpec]],
+    *,
+    workers: int,
+    timeout_s: float,
+    reruns: int,
+    on_done: Callable[[CheckRecord], None],
+) -> None:
+    """Check records in parallel; ``on_done`` receives each result as it completes (in the calling thread)."""
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        futures: dict[Future[CheckRecord], ValidatedRecord] = {}
+        for rec in records:
+            futures[pool.submit(_safe_check, rec, resolve, timeout_s, reruns)] = rec
+        try:
+            for fut in as_completed(futures):
+                on_done(fut.result())
+        except BaseException:
+            for fut in futures:
+                fut.cancel()
+            raise
+
+
+def _safe_check(
+    rec: ValidatedRecord,
+    resolve: Callable[[ValidatedRecord], tuple[RepoSource, EnvSpec]],
+    timeout_s: float,
+    reruns: int,
+) -> CheckRecord:
+    """A task whose repository or environment cannot be opened is a failed record, not a crashed batch."""
+    try:
+        src, spec = resolve(rec)
+        return check_task(rec, src, spec, timeout_s, reruns)
+    except RepogymError as e:
+        return CheckRecord(task_id=rec.task_id, ok=False, reason=str(e))

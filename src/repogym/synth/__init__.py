@@ -1,0 +1,1 @@
+"""Task synthesis strategies: `procedural` (AST transforms, no LLM)."""

@@ -1,0 +1,150 @@
+"""The `procedural` strategy: LLM-free tasks from AST transforms of the functions the tests execute."""
+
+from __future__ import annotations
+
+import ast
+import fnmatch
+import hashlib
+import random
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from repogym.patches import block_for_edit, render
+from repogym.records import TaskRecord
+from repogym.repo import RepoSource
+from repogym.synth.transforms import Edit, edits, first_line, functions
+
+
+@dataclass(frozen=True)
+class Candidate:
+    path: str
+    edit: Edit
+
+    @property
+    def subject(self) -> str:
+        return f"{self.edit.transform} in {self.edit.qualname} ({self.path})"
+
+
+def matching_files(wc: Path, patterns: list[str]) -> list[str]:
+    """Python files under ``wc`` matching any glob, test files excluded, sorted."""
+    found: set[str] = set()
+    for p in wc.rglob("*.py"):
+        rel = p.relative_to(wc).as_posix()
+        if rel.startswith(".") or "/." in rel:
+            continue
+        name = p.name
+        if name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py" or "tests/" in rel:
+            continue
+        if any(fnmatch.fnmatch(rel, pat) for pat in patterns):
+            found.add(rel)
+    return sorted(found)
+
+
+def candidates(wc: Path, files: list[str], executed: set[tuple[str, int]] | None) -> Iterator[Candidate]:
+    """Every parseable, distinct transform of a function the tests execute (all functions if unknown)."""
+    seen: set[str] = set()
+    for rel in files:
+        text = (wc / rel).read_text()
+        try:
+            tree = ast.parse(text)
+        except SyntaxError:
+            continue
+        tested = _tested_names(tree, rel, executed)
+        for edit in edits(text):
+            if tested is not None and edit.qualname.split("(")[0] not in tested:
+                continue
+            digest = hashlib.sha256(f"{rel}\0{edit.content}".encode()).hexdigest()
+            if digest not in seen:
+                seen.add(digest)
+                yield Candidate(rel, edit)
+
+
+def _tested_names(tree: ast.Module, rel: str, executed: set[tuple[str, int]] | None) -> set[str] | None:
+    """Qualified names of executed functions, and of classes with an executed method."""
+    if executed is None:
+        return None
+    names: set[str] = set()
+    for qual, node in functions(tree):
+        if (rel, first_line(node)) in executed or (rel, node.lineno) in executed:
+            names.add(qual)
+            parts = qual.split(".")
+            for k in range(1, len(parts)):
+                names.add(".".join(parts[:k]))
+    return names
+
+
+def select(pool: list[Candidate], n: int, seed: int, avoid: set[str]) -> list[Candidate]:
+    """Pick up to n candidates, round-robin over transforms so that every kind is represented."""
+    rng = random.Random(seed)
+    by_kind: dict[str, list[Candidate]] = defaultdict(list)
+    for c in pool:
+        if c.subject not in avoid:
+            by_kind[c.edit.transform].append(c)
+    for group in by_kind.values():
+        rng.shuffle(group)
+    kinds = sorted(by_kind)
+    rng.shuffle(kinds)
+    picked: list[Candidate] = []
+    while len(picked) < n and any(by_kind.values()):
+        for kind in kinds:
+            if by_kind[kind] and len(picked) < n:
+                picked.append(by_kind[kind].pop())
+    return picked
+
+
+def to_record(c: Candidate, wc: Path, src: RepoSource, task_id: str, files: list[str]) -> TaskRecord:
+    old = (wc / c.path).read_text()
+    start, end, new_lines = _changed_range(old, c.edit.content)
+    block = block_for_edit(c.path, old, start, end, new_lines)
+    return TaskRecord(
+        task_id=task_id,
+        repo=src.origin,
+        commit_sha=src.commit_sha,
+        matching_files=files,
+        subject=c.subject,
+        task_description=describe(c),
+        patches=render([block]),
+        reasoning=f"procedural transform {c.edit.transform} of {c.edit.qualname}",
+        strategy=f"procedural:{c.edit.transform}",
+    )
+
+
+def describe(c: Candidate) -> str:
+    """What is broken, as a user of the code sees it; never how it was broken. Validation adds the tests."""
+    name = c.edit.qualname.split("(")[0]
+    return (
+        f"`{name}` in `{c.path}` no longer behaves as its callers and the test suite expect. "
+        f"Find what is wrong and restore the expected behaviour without changing the tests."
+    )
+
+
+def _changed_range(old: str, new: str) -> tuple[int, int, list[str]]:
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    lo = 0
+    while lo < min(len(a), len(b)) and a[lo] == b[lo]:
+        lo += 1
+    hi = 0
+    while hi < min(len(a), len(b)) - lo and a[-1 - hi] == b[-1 - hi]:
+        hi += 1
+    return lo, len(a) - hi, b[lo : len(b) - hi]
+
+
+def synthesize(
+    src: RepoSource,
+    wc: Path,
+    patterns: list[str],
+    *,
+    num_candidates: int,
+    seed: int,
+    avoid: set[str],
+    executed: set[tuple[str, int]] | None,
+    first_index: int = 0,
+) -> list[TaskRecord]:
+    """Up to ``num_candidates`` task records from working copy ``wc`` (at the base commit)."""
+    files = matching_files(wc, patterns)
+    pool = list(candidates(wc, files, executed))
+    picked = select(pool, num_candidates, seed, avoid)
+    name = src.name.split("#")[-1]
+    return [to_record(c, wc, src, f"{name}/{first_index + k}", files) for k, c in enumerate(picked)]

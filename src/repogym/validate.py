@@ -1,0 +1,163 @@
+"""Turn a synthesized task into src.diff + tests.diff.
+
+`auto` (no LLM): apply the candidate, run the suite, and take the tests that now fail as the feature's tests.
+src.diff removes the feature and exactly those test functions; tests.diff adds the test functions back.
+"""
+
+from __future__ import annotations
+
+import ast
+from dataclasses import dataclass
+from pathlib import Path
+
+from repogym import patches
+from repogym.environment import EnvSpec, open_env_sandbox, run_tests
+from repogym.errors import PatchError, RepogymError
+from repogym.records import TaskRecord, ValidatedRecord
+from repogym.repo import RepoSource, commit_all, diff, git, temp_working_copy
+from repogym.testresults import TestRun
+
+COLLECTION_ERROR_CODES = (2, 3, 4, 5)  # pytest: interrupted, internal error, usage error, no tests collected
+
+
+class Rejected(RepogymError):
+    """A candidate that cannot become a task; the message is the reason."""
+
+
+@dataclass
+class Baseline:
+    """The suite at the base commit: validation compares every candidate against it."""
+
+    run: TestRun
+
+    @property
+    def passing(self) -> set[str]:
+        return set(self.run.passed)
+
+    def timeout(self) -> float:
+        """A suite run that takes 10x longer than at the base is stuck (a mutation can loop forever)."""
+        return max(60.0, 10 * self.run.seconds)
+
+
+def baseline(src: RepoSource, spec: EnvSpec, timeout_s: float = 900.0) -> Baseline:
+    with temp_working_copy(src) as wc, open_env_sandbox(spec, wc) as sb:
+        run = run_tests(spec, sb, timeout_s)
+    if not run.all_passed:
+        raise RepogymError(
+            f"{src.name}: the test suite does not pass at the base commit ({len(run.failed)} failing, "
+            f"{run.note or 'see env test'}); fix the environment with `repogym env test` first"
+        )
+    return Baseline(run)
+
+
+def validate_auto(
+    task: TaskRecord,
+    src: RepoSource,
+    spec: EnvSpec,
+    base: Baseline,
+    timeout_s: float = 900.0,
+    max_fail_fraction: float = 0.5,
+) -> ValidatedRecord:
+    """Validate one candidate without an LLM; raises Rejected with the reason when it cannot be a task."""
+    with temp_working_copy(src, prefix="repogym-validate-") as wc:
+        try:
+            patches.apply(patches.parse(task.patches), wc)
+        except PatchError as e:
+            raise Rejected(f"the candidate's patch does not apply: {e}") from e
+        with open_env_sandbox(spec, wc) as sb:
+            run = run_tests(spec, sb, timeout_s)
+        if run.timed_out:
+            raise Rejected(f"the suite timed out after {timeout_s:.0f}s with the change")
+        if run.source == "junit" and run.exit_code in COLLECTION_ERROR_CODES or not run.outcomes:
+            raise Rejected(f"the suite errors at collection with the change (exit code {run.exit_code})")
+        failing = sorted(set(run.failed) & base.passing)
+        if not failing:
+            raise Rejected("no test fails with the change: the changed code is not covered by the tests")
+        if len(failing) > max_fail_fraction * len(base.passing):
+            raise Rejected(
+                f"{len(failing)} of {len(base.passing)} tests fail: the change breaks the program as a whole, "
+                "not one behaviour (raise --max-fail-fraction to keep such tasks)"
+            )
+        source_files = _changed(wc)
+        test_files = remove_tests(wc, failing)
+        if set(source_files) & set(test_files):
+            raise Rejected("the change touches a test file")
+        src_diff = diff(wc, src.commit_sha)
+        task_sha = commit_all(wc, f"task state of {task.task_id}")
+        git(["checkout", "-q", src.commit_sha, "--", *test_files], cwd=wc)
+        tests_diff = diff(wc, task_sha)
+    passing_after = set(run.passed)
+    return ValidatedRecord(
+        task_id=task.task_id,
+        repo=task.repo,
+        container=spec.image or spec.venv or spec.backend,
+        **{"src.diff": src_diff, "tests.diff": tests_diff},
+        commit_sha=src.commit_sha,
+        task_description=describe_failures(task, run, failing),
+        commit_message=f"{task.subject}\n\nFails: {', '.join(failing)}",
+        validator="auto",
+        log=f"{len(failing)} test(s) fail with the change; {len(passing_after)} pass",
+        FAIL_TO_PASS=failing,
+        PASS_TO_PASS=sorted(base.passing & passing_after),
+    )
+
+
+def _changed(wc: Path) -> list[str]:
+    git(["add", "-A"], cwd=wc)
+    return [line for line in git(["diff", "--cached", "--name-only"], cwd=wc).splitlines() if line]
+
+
+def describe_failures(task: TaskRecord, run: TestRun, failing: list[str]) -> str:
+    """The task description plus the behaviour the hidden tests check, named by test, never by transform."""
+    names = [t.split("::")[-1] for t in failing]
+    shown = ", ".join(f"`{n}`" for n in names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    return f"{task.task_description}\n\nThe behaviour is checked by tests such as {shown}."
+
+
+def test_location(wc: Path, test_id: str) -> tuple[str, list[str], str]:
+    """(file, class path, function name) of a JUnit test id such as ``tests.test_a.TestK::test_x[1]``."""
+    cls, _, name = test_id.rpartition("::")
+    func = name.split("[")[0]
+    parts = cls.split(".")
+    for k in range(len(parts), 0, -1):
+        rel = "/".join(parts[:k]) + ".py"
+        if (wc / rel).is_file():
+            return rel, parts[k:], func
+    raise Rejected(f"cannot find the file of test {test_id!r}")
+
+
+def remove_tests(wc: Path, test_ids: list[str]) -> list[str]:
+    """Delete the test functions (with their decorators) by AST positions; returns the files changed."""
+    targets: dict[str, set[tuple[tuple[str, ...], str]]] = {}
+    for tid in test_ids:
+        rel, classes, func = test_location(wc, tid)
+        targets.setdefault(rel, set()).add((tuple(classes), func))
+    for rel, wanted in targets.items():
+        path = wc / rel
+        text = path.read_text()
+        spans = sorted(_function_spans(ast.parse(text), wanted), reverse=True)
+        if len(spans) < len(wanted):
+            raise Rejected(f"{rel}: cannot find every failing test function to remove")
+        lines = text.splitlines(keepends=True)
+        for first, last, indent, alone in spans:
+            while not alone and last < len(lines) and not lines[last].strip():
+                last += 1  # the blank lines after the function go with it
+            lines[first - 1 : last] = [f"{indent}pass\n"] if alone else []
+        path.write_text("".join(lines))
+    return sorted(targets)
+
+
+def _function_spans(tree: ast.Module, wanted: set[tuple[tuple[str, ...], str]]) -> list[tuple[int, int, str, bool]]:
+    """(first line, last line, indent, only statement in its body) of each wanted function."""
+    out: list[tuple[int, int, str, bool]] = []
+
+    def visit(body: list[ast.stmt], classes: tuple[str, ...]) -> None:
+        for node in body:
+            if isinstance(node, ast.ClassDef):
+                visit(node.body, (*classes, node.name))
+            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (classes, node.name) in wanted:
+                first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+                out.append((first, node.end_lineno or node.lineno, " " * node.col_offset, len(body) == 1))
+
+    visit(tree.body, ())
+    return out

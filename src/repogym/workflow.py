@@ -1,0 +1,214 @@
+"""The resumable Build-A-Bench pipeline over a state directory: environment, synthesis, validation, checks.
+
+Every stage appends one record per task and skips the ids it already has, so a killed or interrupted run
+continues where it stopped. State files: tasks.jsonl, validated_tasks.jsonl, rejected_tasks.jsonl (candidates
+validation turned down, with the reason), check_results.jsonl, env.json and workflow.log.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+from pydantic import BaseModel, Field
+
+from repogym import environment, validate
+from repogym.check import check_many
+from repogym.environment import EnvSpec
+from repogym.progress import stage
+from repogym.records import (
+    CheckRecord,
+    TaskRecord,
+    ValidatedRecord,
+    append_record,
+    existing_ids,
+    load_records,
+    read_jsonl,
+    repair_torn_tail,
+)
+from repogym.repo import RepoSource, open_repo, temp_working_copy
+from repogym.synth.coverage import executed_functions
+from repogym.synth.procedural import synthesize
+
+STATE_FILES = (
+    "tasks.jsonl",
+    "validated_tasks.jsonl",
+    "rejected_tasks.jsonl",
+    "check_results.jsonl",
+    "env.json",
+    "workflow.log",
+)
+
+
+class WorkflowConfig(BaseModel):
+    """Everything a workflow run depends on; written into workflow.log."""
+
+    repo: str = Field(description="Repository: directory, tarball or git URL.")
+    ref: str | None = Field(None, description="Branch, tag or commit.")
+    patterns: list[str] = Field(description="Globs of the source files to synthesize tasks from.")
+    state_dir: Path = Field(description="Where the state files live.")
+    num_candidates: int = Field(20, description="Candidates to synthesize in total.")
+    strategy: str = Field("procedural", description="Synthesis strategy.")
+    agent: str = Field("auto", description="Validator.")
+    workers: int = Field(1, description="Parallel validations and checks.")
+    backend: str = Field("bwrap", description="Sandbox backend.")
+    dockerfile: Path | None = Field(None, description="podman/docker: Dockerfile of the environment image.")
+    seed: int = Field(0, description="Seed of candidate selection.")
+    timeout_s: float | None = Field(None, description="Timeout of one suite run (default: 10x the base run).")
+    reruns: int = Field(0, description="Extra runs of checks 1 and 3 to detect flaky tasks.")
+    max_fail_fraction: float = Field(0.5, description="Reject candidates that fail more of the suite than this.")
+    force_fresh: bool = Field(False, description="Delete the state files and start over.")
+
+
+class Summary(BaseModel):
+    candidates: int
+    validated: int
+    rejected: int
+    checked: int
+    passed: int
+    by_strategy: dict[str, dict[str, int]]
+    state_dir: str
+
+
+class Workflow:
+    """One run of the pipeline; ``run`` may be called again on the same state dir to resume."""
+
+    def __init__(self, cfg: WorkflowConfig) -> None:
+        self.cfg = cfg
+        self.dir = cfg.state_dir
+        self.path = {name: self.dir / name for name in STATE_FILES}
+        self.timeout = cfg.timeout_s or 900.0
+
+    def log(self, msg: str) -> None:
+        with self.path["workflow.log"].open("a") as f:
+            f.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {msg}\n")
+
+    def run(self) -> Summary:
+        if self.cfg.force_fresh:
+            for p in self.path.values():
+                p.unlink(missing_ok=True)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        for p in self.path.values():
+            if p.suffix == ".jsonl" and repair_torn_tail(p):
+                self.log(f"dropped a torn last line of {p.name} (a killed run)")
+        self.log(f"start {self.cfg.model_dump_json()}")
+        src = open_repo(self.cfg.repo, self.cfg.ref, say=self.log)
+        spec = self.environment(src)
+        base = validate.baseline(src, spec)
+        self.timeout = self.cfg.timeout_s or base.timeout()
+        self.synthesize(src, spec)
+        self.validate(src, spec, base)
+        self.check(src, spec)
+        summary = self.summary()
+        self.log(f"done {summary.model_dump_json()}")
+        return summary
+
+    def environment(self, src: RepoSource) -> EnvSpec:
+        spec = environment.prepare(src, self.cfg.backend, dockerfile=self.cfg.dockerfile, say=self.log)
+        self.path["env.json"].write_text(spec.model_dump_json(indent=2))
+        return spec
+
+    def synthesize(self, src: RepoSource, spec: EnvSpec) -> None:
+        have, _ = load_records(self.path["tasks.jsonl"], TaskRecord) if self.path["tasks.jsonl"].exists() else ([], [])
+        need = self.cfg.num_candidates - len(have)
+        if need <= 0:
+            return
+        with temp_working_copy(src) as wc:
+            with environment.open_env_sandbox(spec, wc) as sb:
+                executed = executed_functions(spec, sb, self.timeout)
+            self.log(f"coverage probe: {len(executed) if executed is not None else 'unavailable'} functions run")
+            first = 1 + max((int(t.task_id.rsplit("/", 1)[-1]) for t in have), default=-1)
+            new = synthesize(
+                src,
+                wc,
+                self.cfg.patterns,
+                num_candidates=need,
+                seed=self.cfg.seed,
+                avoid={t.subject for t in have},
+                executed=executed,
+                first_index=first,
+            )
+        for rec in new:
+            append_record(self.path["tasks.jsonl"], rec)
+        self.log(f"synthesized {len(new)} candidates ({len(have)} already there)")
+
+    def validate(self, src: RepoSource, spec: EnvSpec, base: validate.Baseline) -> None:
+        tasks, _ = load_records(self.path["tasks.jsonl"], TaskRecord) if self.path["tasks.jsonl"].exists() else ([], [])
+        done = existing_ids(self.path["validated_tasks.jsonl"]) | existing_ids(self.path["rejected_tasks.jsonl"])
+        todo = [t for t in tasks if t.task_id not in done]
+        if not todo:
+            return
+
+        def one(task: TaskRecord) -> ValidatedRecord | dict[str, str]:
+            try:
+                return validate.validate_auto(task, src, spec, base, self.timeout, self.cfg.max_fail_fraction)
+            except validate.Rejected as e:
+                return {"task_id": task.task_id, "strategy": task.strategy, "reason": str(e)}
+
+        with stage("validating", len(todo)) as advance, ThreadPoolExecutor(self.cfg.workers) as pool:
+            futures = [pool.submit(one, t) for t in todo]
+            try:
+                for fut in as_completed(futures):
+                    res = fut.result()
+                    if isinstance(res, ValidatedRecord):
+                        append_record(self.path["validated_tasks.jsonl"], res)
+                        advance(f"{res.task_id}: {len(res.FAIL_TO_PASS or [])} tests")
+                    else:
+                        append_record(self.path["rejected_tasks.jsonl"], res)
+                        self.log(f"rejected {res['task_id']}: {res['reason']}")
+                        advance(f"{res['task_id']}: rejected")
+            except BaseException:
+                for fut in futures:
+                    fut.cancel()
+                raise
+
+    def check(self, src: RepoSource, spec: EnvSpec) -> None:
+        if not self.path["validated_tasks.jsonl"].exists():
+            return
+        validated, _ = load_records(self.path["validated_tasks.jsonl"], ValidatedRecord)
+        done = existing_ids(self.path["check_results.jsonl"])
+        todo = [v for v in validated if v.task_id not in done]
+        if not todo:
+            return
+        with stage("checking", len(todo)) as advance:
+
+            def on_done(rec: CheckRecord) -> None:
+                append_record(self.path["check_results.jsonl"], rec)
+                advance(f"{rec.task_id}: {'ok' if rec.ok else 'failed'}")
+
+            check_many(
+                todo,
+                lambda _rec: (src, spec),
+                workers=self.cfg.workers,
+                timeout_s=self.timeout,
+                reruns=self.cfg.reruns,
+                on_done=on_done,
+            )
+
+    def summary(self) -> Summary:
+        def rows(name: str) -> list[dict[str, object]]:
+            p = self.path[name]
+            return [o for _, o in read_jsonl(p) if isinstance(o, dict)] if p.exists() else []
+
+        tasks, validated, rejected, checks = (rows(n) for n in STATE_FILES[:4])
+        strategy = {str(t["task_id"]): str(t.get("strategy", "")) for t in tasks}
+        ok_ids = {str(c["task_id"]) for c in checks if c.get("ok")}
+        by: dict[str, Counter[str]] = {}
+        for strat in strategy.values():
+            by.setdefault(strat, Counter())["candidates"] += 1
+        for group, key in ((validated, "validated"), (checks, "checked")):
+            for r in group:
+                by.setdefault(strategy.get(str(r["task_id"]), "?"), Counter())[key] += 1
+        for tid in ok_ids:
+            by.setdefault(strategy.get(tid, "?"), Counter())["passed"] += 1
+        return Summary(
+            candidates=len(tasks),
+            validated=len(validated),
+            rejected=len(rejected),
+            checked=len(checks),
+            passed=len(ok_ids),
+            by_strategy={k: dict(v) for k, v in sorted(by.items())},
+            state_dir=str(self.dir),
+        )
