@@ -461,8 +461,14 @@ def _print_summary(summary: object) -> None:
     from repogym.workflow import Summary
 
     assert isinstance(summary, Summary)
-    table = Table("candidates", "validated", "checked", "pass all checks", title="repogym workflow")
-    table.columns.insert(0, Column("strategy", no_wrap=True))
+    table = Table(
+        Column("strategy", no_wrap=True),
+        "candidates",
+        "validated",
+        "checked",
+        "pass all checks",
+        title="repogym workflow",
+    )
     for strat, c in summary.by_strategy.items():
         table.add_row(strat, *(str(c.get(k, 0)) for k in ("candidates", "validated", "checked", "passed")))
     table.add_row(
