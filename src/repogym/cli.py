@@ -15,10 +15,11 @@ from repogym.errors import RepogymError
 
 if TYPE_CHECKING:
     from repogym.environment import EnvSpec
+    from repogym.llm import ModelConfig
     from repogym.records import CheckRecord, ValidatedRecord
     from repogym.repo import RepoSource
 
-console = Console(highlight=False)
+console = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 app = typer.Typer(
@@ -33,6 +34,9 @@ patch_app = typer.Typer(help="Check or apply SEARCH/REPLACE patches.", no_args_i
 app.add_typer(patch_app, name="patch")
 env_app = typer.Typer(help="Detect, build and run a repository's test environment.", no_args_is_help=True)
 app.add_typer(env_app, name="env")
+
+serve_app = typer.Typer(help="Start, list and stop local inference servers (vLLM, SGLang, llama.cpp).")
+app.add_typer(serve_app, name="serve")
 
 REPO_ARG = typer.Argument(..., help="A git repo, a plain directory, a .tar/.tar.gz or a git URL.")
 REF_OPT = typer.Option(None, "--ref", help="Branch, tag or commit (default: HEAD).")
@@ -240,6 +244,7 @@ def env_base_image(
     console.print(f"built {build_base_image(engine, name, say=say)}")
 
 
+API_BASE_OPT = typer.Option(None, "--api-base", help="Base URL ending in /v1 (default: $OPENAI_API_BASE).")
 PATTERNS_ARG = typer.Argument(..., help="Globs of the source files to work on, e.g. 'src/pkg/*.py'.")
 WORKERS_OPT = typer.Option(1, "--workers", help="Parallel validations and checks.")
 TIMEOUT_OPT = typer.Option(900.0, "--timeout", help="Seconds before one test-suite run is killed.")
@@ -248,37 +253,109 @@ AUTO_TIMEOUT_OPT = typer.Option(
 )
 
 
+MODEL_OPT = typer.Option(None, "--model", help="provider/name, e.g. openai/boa (feature_removal).")
+
+
+MAX_RETRIES_OPT = typer.Option(5, "--max-retries", help="Retries of a model call on 429, 5xx and timeouts.")
+
+
+def _model_config(
+    model: str, api_base: str | None, max_tokens: int | None, flex: bool, timeout: float = 600.0, max_retries: int = 5
+) -> ModelConfig:
+    from repogym.llm import ModelConfig
+
+    return ModelConfig(
+        model=model,
+        api_base=api_base,
+        max_tokens=max_tokens,
+        flex_processing=flex,
+        timeout_s=timeout,
+        max_retries=max_retries,
+    )
+
+
+def _strategy(strategy: str | None, model: str | None) -> str:
+    """feature_removal when a model is given, procedural otherwise; a model strategy without a model is refused."""
+    strategy = strategy or ("feature_removal" if model else "procedural")
+    if strategy not in ("procedural", "feature_removal"):
+        raise RepogymError(f"unknown strategy {strategy!r}; choose one of: feature_removal, procedural")
+    if strategy == "feature_removal" and not model:
+        raise RepogymError(
+            "--strategy feature_removal needs --model provider/name (and --api-base or $OPENAI_API_BASE)"
+        )
+    return strategy
+
+
 @app.command("synth")
 def synth_cmd(
     repo: str = REPO_ARG,
     patterns: list[str] = PATTERNS_ARG,
     ref: str | None = REF_OPT,
-    strategy: str = typer.Option("procedural", "--strategy", help="Synthesis strategy: procedural (no LLM)."),
+    strategy: str | None = typer.Option(
+        None, "--strategy", help="feature_removal (LLM; the default with --model) or procedural (no LLM)."
+    ),
     num_candidates: int = typer.Option(10, "--num-candidates", help="How many candidates to make."),
-    seed: int = typer.Option(0, "--seed", help="Seed of candidate selection."),
+    seed: int = typer.Option(0, "--seed", help="procedural: seed of candidate selection."),
     backend: str | None = BACKEND_OPT,
+    model: str | None = MODEL_OPT,
+    api_base: str | None = API_BASE_OPT,
+    avoid: list[str] | None = typer.Option(
+        None, "--avoid", help="feature_removal: a subject not to pick (repeatable)."
+    ),
+    extra: str = typer.Option("", "--extra", help="feature_removal: extra instructions for the model."),
+    flex_processing: bool = typer.Option(False, "--flex-processing", help="service_tier=flex (OpenAI)."),
+    max_input_tokens: int = typer.Option(100_000, "--max-input-tokens", help="Truncate the files shown, warning."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Completion token limit per call."),
+    num_attempts: int = typer.Option(3, "--num-attempts", help="Answer + normalization attempts per candidate."),
+    check_patch_applies: bool = typer.Option(
+        True, "--check-patch-applies/--no-check-patch-applies", help="Keep only candidates whose patch applies."
+    ),
+    timeout: float = typer.Option(600.0, "--timeout", help="Seconds per model call."),
+    max_retries: int = MAX_RETRIES_OPT,
     output: Path | None = typer.Option(None, "--output", help="Append tasks.jsonl records here."),
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON lines on stdout."),
 ) -> None:
     """Synthesize task candidates from a repository (tasks.jsonl records)."""
+    import asyncio
+
     from repogym import environment
-    from repogym.records import append_record
+    from repogym.records import TaskRecord, append_record
     from repogym.repo import open_repo, temp_working_copy
+    from repogym.synth import feature_removal
     from repogym.synth.coverage import executed_functions
     from repogym.synth.procedural import synthesize
 
-    if strategy != "procedural":
-        raise RepogymError(f"unknown strategy {strategy!r}; choose one of: procedural")
-    src = open_repo(repo, ref, say=say)
-    spec = environment.prepare(src, pick_backend(backend), say=say)
-    with temp_working_copy(src) as wc:
-        with environment.open_env_sandbox(spec, wc) as sb:
-            executed = executed_functions(spec, sb)
-        records = synthesize(
-            src, wc, patterns, num_candidates=num_candidates, seed=seed, avoid=set(), executed=executed
+    strategy = strategy or ("feature_removal" if model else "procedural")
+    if strategy not in ("procedural", "feature_removal"):
+        raise RepogymError(f"unknown strategy {strategy!r}; choose one of: feature_removal, procedural")
+    if strategy == "feature_removal" and not model:
+        raise RepogymError(
+            "--strategy feature_removal needs --model provider/name (and --api-base or $OPENAI_API_BASE)"
         )
+    src = open_repo(repo, ref, say=say)
+    records: list[TaskRecord]
+    with temp_working_copy(src) as wc:
+        if strategy == "feature_removal":
+            assert model is not None
+            cfg = feature_removal.FeatureRemovalConfig(
+                model=_model_config(model, api_base, max_tokens, flex_processing, timeout, max_retries),
+                num_candidates=num_candidates,
+                avoid=avoid or [],
+                extra=extra,
+                max_input_tokens=max_input_tokens,
+                num_attempts=num_attempts,
+                check_patch_applies=check_patch_applies,
+            )
+            records = asyncio.run(feature_removal.synthesize(src, wc, patterns, cfg, log=say))
+        else:
+            spec = environment.prepare(src, pick_backend(backend), say=say)
+            with environment.open_env_sandbox(spec, wc) as sb:
+                executed = executed_functions(spec, sb)
+            records = synthesize(
+                src, wc, patterns, num_candidates=num_candidates, seed=seed, avoid=set(avoid or []), executed=executed
+            )
     if not records:
-        raise RepogymError(f"no candidates: no tested Python function in files matching {' '.join(patterns)}")
+        raise RepogymError(f"no candidates from files matching {' '.join(patterns)} (see the messages above)")
     for rec in records:
         if output:
             append_record(output, rec)
@@ -418,7 +495,16 @@ def workflow_cmd(
     state_dir: Path = typer.Option(..., "--state-dir", help="Directory of the state files (resumable)."),
     ref: str | None = REF_OPT,
     num_candidates: int = typer.Option(20, "--num-candidates", help="Candidates to synthesize in total."),
-    strategy: str = typer.Option("procedural", "--strategy", help="Synthesis strategy: procedural."),
+    strategy: str | None = typer.Option(
+        None, "--strategy", help="feature_removal (LLM; the default with --model) or procedural (no LLM)."
+    ),
+    model: str | None = MODEL_OPT,
+    api_base: str | None = API_BASE_OPT,
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Completion token limit per model call."),
+    flex_processing: bool = typer.Option(False, "--flex-processing", help="service_tier=flex (OpenAI)."),
+    num_attempts: int = typer.Option(3, "--num-attempts", help="feature_removal: attempts per candidate."),
+    extra: str = typer.Option("", "--extra", help="feature_removal: extra instructions for the model."),
+    max_retries: int = MAX_RETRIES_OPT,
     agent: str = typer.Option("auto", "--agent", help="Validator: auto."),
     workers: int = WORKERS_OPT,
     backend: str | None = BACKEND_OPT,
@@ -431,10 +517,10 @@ def workflow_cmd(
     """Repository in, verified tasks out: environment, synthesis, validation and checks, resumable."""
     from repogym.workflow import Workflow, WorkflowConfig
 
-    if strategy != "procedural":
-        raise RepogymError(f"unknown strategy {strategy!r}; choose one of: procedural")
+    strategy = _strategy(strategy, model)
     if agent != "auto":
         raise RepogymError(f"unknown agent {agent!r}; choose one of: auto")
+    model_cfg = _model_config(model, api_base, max_tokens, flex_processing, max_retries=max_retries) if model else None
     cfg = WorkflowConfig(
         repo=repo,
         ref=ref,
@@ -442,6 +528,9 @@ def workflow_cmd(
         state_dir=state_dir,
         num_candidates=num_candidates,
         strategy=strategy,
+        model=model_cfg,
+        num_attempts=num_attempts,
+        extra=extra,
         agent=agent,
         workers=workers,
         backend=pick_backend(backend),
@@ -482,6 +571,138 @@ def _print_summary(summary: object) -> None:
     console.print(table)
     console.print(f"{summary.rejected} candidate(s) rejected by validation (reasons in rejected_tasks.jsonl)")
     console.print(f"records: {summary.state_dir}/validated_tasks.jsonl, {summary.state_dir}/check_results.jsonl")
+
+
+@app.command("doctor")
+def doctor_cmd(
+    api_base: str | None = API_BASE_OPT,
+    model: str = typer.Option("openai/boa", "--model", help="provider/name of the model to check."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per request."),
+) -> None:
+    """Check that an OpenAI-compatible endpoint is ready: models, chat, tool calls (with latencies)."""
+    import asyncio
+
+    from repogym.doctor import doctor
+    from repogym.llm import ModelConfig
+
+    cfg = ModelConfig(model=model, api_base=api_base, timeout_s=timeout)
+    console.print(f"checking {cfg.base_url()} for model {cfg.name!r}")
+    checks = asyncio.run(doctor(cfg))
+    for c in checks:
+        console.print(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<7} {c.seconds * 1000:7.0f} ms  {c.detail}")
+    if len(checks) < 3 or not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+def _serve(
+    engine: str,
+    model: str,
+    name: str,
+    port: int,
+    host: str,
+    parser: str | None,
+    gpu: str | None,
+    python: str | None,
+    wait: float,
+) -> None:
+    import asyncio
+
+    from repogym import serving
+    from repogym.doctor import doctor
+    from repogym.llm import ModelConfig
+
+    cfg = serving.ServeConfig(
+        engine=engine,
+        model=model,
+        served_model_name=name,
+        port=port,
+        host=host,
+        tool_call_parser=parser,
+        gpu=gpu,
+        python=python or sys.executable,
+    )
+    say("$ " + " ".join(serving.command(cfg)))
+    info = serving.start(cfg, wait_s=wait)
+    console.print(f"{engine} server pid {info.pid} answers on http://{host}:{port}/v1 (log: {info.log})")
+    checks = asyncio.run(doctor(ModelConfig(model=f"openai/{name}", api_base=f"http://{host}:{port}/v1")))
+    for c in checks:
+        console.print(f"{'ok  ' if c.ok else 'FAIL'} {c.name:<7} {c.seconds * 1000:7.0f} ms  {c.detail}")
+    if not all(c.ok for c in checks):
+        raise typer.Exit(1)
+
+
+NAME_OPT = typer.Option("boa", "--served-model-name", help="The name clients use (openai/NAME).")
+PORT_OPT = typer.Option(8000, "--port", help="Port to listen on.")
+HOST_OPT = typer.Option("127.0.0.1", "--host", help="Address to listen on (0.0.0.0 to serve other machines).")
+GPU_OPT = typer.Option(None, "--gpu", help="CUDA_VISIBLE_DEVICES for the server, e.g. 0 or 0,1.")
+PYTHON_OPT = typer.Option(None, "--python", help="Interpreter that has the engine installed.")
+WAIT_OPT = typer.Option(900.0, "--wait", help="Seconds to wait for /v1/models to answer.")
+
+
+@serve_app.command("vllm")
+def serve_vllm(
+    model: str = typer.Argument(..., help="Hugging Face id or local path."),
+    served_model_name: str = NAME_OPT,
+    port: int = PORT_OPT,
+    host: str = HOST_OPT,
+    tool_call_parser: str | None = typer.Option("qwen3_xml", "--tool-call-parser", help="vLLM tool-call parser."),
+    gpu: str | None = GPU_OPT,
+    wait: float = WAIT_OPT,
+) -> None:
+    """vllm serve MODEL --enable-auto-tool-choice --tool-call-parser X --enable-prefix-caching."""
+    _serve("vllm", model, served_model_name, port, host, tool_call_parser, gpu, None, wait)
+
+
+@serve_app.command("sglang")
+def serve_sglang(
+    model: str = typer.Argument(..., help="Hugging Face id or local path."),
+    served_model_name: str = NAME_OPT,
+    port: int = PORT_OPT,
+    host: str = HOST_OPT,
+    tool_call_parser: str | None = typer.Option(None, "--tool-call-parser", help="SGLang tool-call parser."),
+    gpu: str | None = GPU_OPT,
+    python: str | None = PYTHON_OPT,
+    wait: float = WAIT_OPT,
+) -> None:
+    """python -m sglang.launch_server --model-path MODEL --tool-call-parser X."""
+    _serve("sglang", model, served_model_name, port, host, tool_call_parser, gpu, python, wait)
+
+
+@serve_app.command("llama-cpp")
+def serve_llama_cpp(
+    model: str = typer.Argument(..., help="Path of a GGUF file."),
+    served_model_name: str = NAME_OPT,
+    port: int = PORT_OPT,
+    host: str = HOST_OPT,
+    chat_format: str | None = typer.Option(
+        "chatml-function-calling", "--tool-call-parser", help="llama.cpp chat format that handles tools."
+    ),
+    python: str | None = PYTHON_OPT,
+    wait: float = WAIT_OPT,
+) -> None:
+    """python -m llama_cpp.server --model GGUF --chat_format chatml-function-calling (CPU)."""
+    _serve("llama-cpp", model, served_model_name, port, host, chat_format, None, python, wait)
+
+
+@serve_app.command("status")
+def serve_status() -> None:
+    """List the inference servers running on this machine and their ports."""
+    from repogym.serving import running_servers
+
+    servers = running_servers()
+    for r in servers:
+        console.print(f"{r.engine:<10} pid {r.pid:<8} port {r.port}  model {r.model or '?'}  log {r.log or '-'}")
+    if not servers:
+        console.print("no inference server runs on this machine")
+
+
+@serve_app.command("stop")
+def serve_stop(pid: int = typer.Argument(..., help="Process id from `repogym serve status`.")) -> None:
+    """Stop a server started by `repogym serve`."""
+    from repogym.serving import stop
+
+    stop(pid)
+    console.print(f"stopped {pid}")
 
 
 def main() -> None:

@@ -7,6 +7,7 @@ validation turned down, with the reason), check_results.jsonl, env.json and work
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -17,6 +18,8 @@ from pydantic import BaseModel, Field
 from repogym import environment, validate
 from repogym.check import check_many
 from repogym.environment import EnvSpec
+from repogym.errors import RepogymError
+from repogym.llm import ModelConfig
 from repogym.progress import stage
 from repogym.records import (
     CheckRecord,
@@ -29,6 +32,7 @@ from repogym.records import (
     repair_torn_tail,
 )
 from repogym.repo import RepoSource, open_repo, temp_working_copy
+from repogym.synth import feature_removal
 from repogym.synth.coverage import executed_functions
 from repogym.synth.procedural import synthesize
 
@@ -50,7 +54,10 @@ class WorkflowConfig(BaseModel):
     patterns: list[str] = Field(description="Globs of the source files to synthesize tasks from.")
     state_dir: Path = Field(description="Where the state files live.")
     num_candidates: int = Field(20, description="Candidates to synthesize in total.")
-    strategy: str = Field("procedural", description="Synthesis strategy.")
+    strategy: str = Field("procedural", description="Synthesis strategy: procedural or feature_removal.")
+    model: ModelConfig | None = Field(None, description="The model of feature_removal synthesis.")
+    num_attempts: int = Field(3, description="feature_removal: answer + normalization attempts per candidate.")
+    extra: str = Field("", description="feature_removal: extra instructions for the model.")
     agent: str = Field("auto", description="Validator.")
     workers: int = Field(1, description="Parallel validations and checks.")
     backend: str = Field("bwrap", description="Sandbox backend.")
@@ -115,24 +122,44 @@ class Workflow:
         need = self.cfg.num_candidates - len(have)
         if need <= 0:
             return
+        first = 1 + max((int(t.task_id.rsplit("/", 1)[-1]) for t in have), default=-1)
         with temp_working_copy(src) as wc:
-            with environment.open_env_sandbox(spec, wc) as sb:
-                executed = executed_functions(spec, sb, self.timeout)
-            self.log(f"coverage probe: {len(executed) if executed is not None else 'unavailable'} functions run")
-            first = 1 + max((int(t.task_id.rsplit("/", 1)[-1]) for t in have), default=-1)
-            new = synthesize(
-                src,
-                wc,
-                self.cfg.patterns,
-                num_candidates=need,
-                seed=self.cfg.seed,
-                avoid={t.subject for t in have},
-                executed=executed,
-                first_index=first,
-            )
+            if self.cfg.strategy == "feature_removal":
+                new = self._feature_removal(src, wc, need, [t.subject for t in have], first)
+            else:
+                new = self._procedural(src, spec, wc, need, {t.subject for t in have}, first)
         for rec in new:
             append_record(self.path["tasks.jsonl"], rec)
         self.log(f"synthesized {len(new)} candidates ({len(have)} already there)")
+
+    def _feature_removal(self, src: RepoSource, wc: Path, need: int, avoid: list[str], first: int) -> list[TaskRecord]:
+        if self.cfg.model is None:
+            raise RepogymError("the feature_removal strategy needs --model provider/name")
+        cfg = feature_removal.FeatureRemovalConfig(
+            model=self.cfg.model,
+            num_candidates=need,
+            avoid=avoid,
+            extra=self.cfg.extra,
+            num_attempts=self.cfg.num_attempts,
+        )
+        return asyncio.run(feature_removal.synthesize(src, wc, self.cfg.patterns, cfg, first_index=first, log=self.log))
+
+    def _procedural(
+        self, src: RepoSource, spec: EnvSpec, wc: Path, need: int, avoid: set[str], first: int
+    ) -> list[TaskRecord]:
+        with environment.open_env_sandbox(spec, wc) as sb:
+            executed = executed_functions(spec, sb, self.timeout)
+        self.log(f"coverage probe: {len(executed) if executed is not None else 'unavailable'} functions run")
+        return synthesize(
+            src,
+            wc,
+            self.cfg.patterns,
+            num_candidates=need,
+            seed=self.cfg.seed,
+            avoid=avoid,
+            executed=executed,
+            first_index=first,
+        )
 
     def validate(self, src: RepoSource, spec: EnvSpec, base: validate.Baseline) -> None:
         tasks, _ = load_records(self.path["tasks.jsonl"], TaskRecord) if self.path["tasks.jsonl"].exists() else ([], [])

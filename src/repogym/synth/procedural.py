@@ -27,15 +27,16 @@ class Candidate:
         return f"{self.edit.transform} in {self.edit.qualname} ({self.path})"
 
 
-def matching_files(wc: Path, patterns: list[str]) -> list[str]:
-    """Python files under ``wc`` matching any glob, test files excluded, sorted."""
+def matching_files(wc: Path, patterns: list[str], include_tests: bool = False) -> list[str]:
+    """Python files under ``wc`` matching any glob, sorted; test files only when asked for."""
     found: set[str] = set()
     for p in wc.rglob("*.py"):
         rel = p.relative_to(wc).as_posix()
         if rel.startswith(".") or "/." in rel:
             continue
         name = p.name
-        if name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py" or "tests/" in rel:
+        is_test = name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py" or "tests/" in rel
+        if is_test and not include_tests:
             continue
         if any(fnmatch.fnmatch(rel, pat) for pat in patterns):
             found.add(rel)

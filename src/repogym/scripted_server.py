@@ -1,0 +1,179 @@
+"""A scripted OpenAI-compatible server on 127.0.0.1 whose answers the caller defines.
+
+Like httpx's MockTransport, it is part of the library so that users can test their own environments and
+pipelines over real HTTP without a model. Replies are consumed in order (or computed by a function of the
+request); every request body is recorded in ``requests``.
+
+    with ScriptedServer(["Hello", ToolCall("bash", {"command": "ls"}), Error(429), "OK"]) as server:
+        client = openai.OpenAI(base_url=server.url, api_key="x")
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+
+@dataclass
+class ToolCall:
+    """An assistant tool call; ``arguments`` may be a dict (encoded for you) or a raw string (sent as is)."""
+
+    name: str
+    arguments: dict[str, Any] | str = field(default_factory=dict)
+
+
+@dataclass
+class Error:
+    """An HTTP error answer."""
+
+    status: int
+    message: str = "scripted error"
+
+
+@dataclass
+class Hang:
+    """Wait ``seconds`` before answering with ``then`` (a client with a shorter timeout gives up)."""
+
+    seconds: float
+    then: Any = "late answer"
+
+
+Reply = str | ToolCall | list[ToolCall] | dict[str, Any] | Error | Hang
+Script = Iterable[Reply] | Callable[[dict[str, Any]], Reply]
+
+
+class _QuietServer(ThreadingHTTPServer):
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that gave up (a timeout test) closes the socket mid-answer: not worth a traceback."""
+
+
+class ScriptedServer:
+    """Serves /v1/models and /v1/chat/completions from a script, on a free port of 127.0.0.1."""
+
+    def __init__(self, script: Script, models: Iterable[str] = ("boa",), api_key: str | None = None) -> None:
+        self._next: Callable[[dict[str, Any]], Reply]
+        if callable(script):
+            self._next = script
+        else:
+            replies: Iterator[Reply] = iter(script)
+            self._next = lambda _req: next(replies, Error(500, "the script has no more replies"))
+        self.models = list(models)
+        self.api_key = api_key
+        self.requests: list[dict[str, Any]] = []
+        self._lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._httpd = _QuietServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def port(self) -> int:
+        return int(self._httpd.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """The base URL clients use (ends in /v1)."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def __enter__(self) -> ScriptedServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def reply_for(self, body: dict[str, Any]) -> Reply:
+        with self._lock:
+            self.requests.append(body)
+            return self._next(body)
+
+    def completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        """A chat.completion object for ``reply``."""
+        message: dict[str, Any] = {"role": "assistant", "content": None}
+        if isinstance(reply, str):
+            message["content"] = reply
+        elif isinstance(reply, ToolCall | list):
+            calls = reply if isinstance(reply, list) else [reply]
+            message["tool_calls"] = [self._tool_call(c) for c in calls]
+        elif isinstance(reply, dict):
+            message.update(reply)
+        prompt = len(json.dumps(body.get("messages", []))) // 4
+        completion = len(json.dumps(message)) // 4
+        return {
+            "id": f"chatcmpl-{next(self._ids)}",
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": body.get("model", self.models[0]),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": message,
+                    "finish_reason": "tool_calls" if message.get("tool_calls") else "stop",
+                }
+            ],
+            "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
+        }
+
+    def _tool_call(self, call: ToolCall) -> dict[str, Any]:
+        args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
+        return {"id": f"call_{next(self._ids)}", "type": "function", "function": {"name": call.name, "arguments": args}}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+                return
+
+            def _send(self, status: int, obj: Any) -> None:
+                data = json.dumps(obj).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _authorized(self) -> bool:
+                if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
+                    self._send(401, {"error": {"message": "invalid api key", "type": "authentication_error"}})
+                    return False
+                return True
+
+            def do_GET(self) -> None:
+                if not self._authorized():
+                    return
+                if self.path.rstrip("/") == "/v1/models":
+                    data = [{"id": m, "object": "model", "owned_by": "repogym"} for m in server.models]
+                    self._send(200, {"object": "list", "data": data})
+                else:
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+
+            def do_POST(self) -> None:
+                if not self._authorized():
+                    return
+                length = int(self.headers.get("Content-Length") or 0)
+                try:
+                    body = json.loads(self.rfile.read(length) or b"{}")
+                except json.JSONDecodeError:
+                    self._send(400, {"error": {"message": "body is not JSON"}})
+                    return
+                if self.path.rstrip("/") != "/v1/chat/completions":
+                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+                    return
+                reply = server.reply_for(body)
+                while isinstance(reply, Hang):
+                    time.sleep(reply.seconds)
+                    reply = reply.then
+                if isinstance(reply, Error):
+                    self._send(reply.status, {"error": {"message": reply.message, "code": reply.status}})
+                    return
+                self._send(200, server.completion(body, reply))
+
+        return Handler
