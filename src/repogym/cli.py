@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     from repogym.records import CheckRecord, ValidatedRecord
     from repogym.repo import RepoSource
 
-console = Console(highlight=False, soft_wrap=True)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+console = Console(highlight=False, soft_wrap=True, markup=False)  # test ids like t[1] are not markup
+err = Console(stderr=True, highlight=False, soft_wrap=True, markup=False)
 
 app = typer.Typer(
     name="repogym",
@@ -112,7 +112,7 @@ def _report_patch(blocks: list, result: object, verb: str) -> None:
 
 
 def say(msg: str) -> None:
-    err.print(f"[dim]{msg}[/dim]" if console.is_terminal else msg)
+    err.print(msg, style="dim")
 
 
 def pick_backend(backend: str | None) -> str:

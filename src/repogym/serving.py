@@ -137,7 +137,6 @@ def _state() -> list[Running]:
 def start(cfg: ServeConfig, wait_s: float = 900.0) -> Running:
     """Start the server in the background and wait until /v1/models answers; returns what runs."""
     cmd = command(cfg)
-    check_installed(cfg)
     same = [r for r in running_servers() if r.engine == cfg.engine]
     if same:
         r = same[0]
@@ -145,6 +144,7 @@ def start(cfg: ServeConfig, wait_s: float = 900.0) -> Running:
             f"a {cfg.engine} server already runs here (pid {r.pid}, port {r.port}): one per engine per machine; "
             f"stop it with `repogym serve stop {r.pid}` or use it"
         )
+    check_installed(cfg)
     log = cache_dir() / "servers" / f"{cfg.engine}-{cfg.port}.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
