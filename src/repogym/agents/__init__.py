@@ -1,0 +1,1 @@
+"""Agents: the built-in tool-calling agent (loop.py, tools.py)."""

@@ -1,0 +1,189 @@
+"""Run an agent on validated tasks and grade it the way the checks do; summaries; SWE-bench export.
+
+Each attempt gets a working copy at the task state (base + src.diff) in its own sandbox. After the agent
+submits, the files that tests.diff touches are reset to the task state, tests.diff is applied and the suite
+runs: an attempt is resolved when every FAIL_TO_PASS test passes and no PASS_TO_PASS test fails or goes missing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from repogym.agents.loop import AgentConfig, run_agent
+from repogym.agents.tools import ALL_TOOLS, FILE_TOOLS
+from repogym.check import check_task
+from repogym.environment import EnvSpec, open_env_sandbox, run_tests
+from repogym.errors import RepogymError
+from repogym.llm import LLM, ModelConfig
+from repogym.records import Record, ValidatedRecord
+from repogym.repo import GitError, RepoSource, apply_diff, changed_files, commit_all, diff, git, temp_working_copy
+
+SYSTEM = (
+    "You are an expert software engineer. You work in a repository checked out at /repo, with tools to read, "
+    "edit and (when available) run commands. Make the smallest change to the source code that fulfils the "
+    "task, check your work, and call submit() when you are done. Do not edit existing tests."
+)
+
+
+class EvalConfig(BaseModel):
+    model: ModelConfig
+    agent: AgentConfig = Field(default_factory=AgentConfig)
+    attempts: int = Field(1, description="Attempts per task (pass@k).")
+    no_exec: bool = Field(False, description="Only read and edit files: no shell.")
+    workers: int = Field(4, description="Concurrent attempts.")
+    suite_timeout_s: float = Field(900.0, description="Timeout of the grading suite run.")
+
+
+class EvalResult(Record):
+    task_id: str
+    attempt: int
+    resolved: bool
+    stop_reason: str
+    patch: str = ""
+    fail_to_pass: dict[str, str] = Field(default_factory=dict)
+    pass_to_pass_failed: list[str] = Field(default_factory=list)
+    turns: int = 0
+    usage: dict[str, Any] = Field(default_factory=dict)
+    seconds: float = 0.0
+    trajectory: str = ""
+    error: str | None = None
+
+
+def prompt(description: str, spec: EnvSpec, no_exec: bool) -> str:
+    how = (
+        "You can read and edit files only; you cannot run commands."
+        if no_exec
+        else f"Run the tests with: {spec.test_command.split(' --junitxml')[0]}"
+    )
+    return f"<task>\n{description.strip()}\n</task>\n\nThe repository is at /repo (your working directory). {how}"
+
+
+def grade(rec: ValidatedRecord, outcomes: Mapping[str, str]) -> tuple[dict[str, str], list[str], bool]:
+    """(FAIL_TO_PASS outcome per test, PASS_TO_PASS tests that failed or went missing, resolved)."""
+    f2p = {t: outcomes.get(t, "missing") for t in rec.FAIL_TO_PASS or []}
+    p2p_failed = [t for t in rec.PASS_TO_PASS or [] if outcomes.get(t) != "passed"]
+    return f2p, p2p_failed, bool(f2p) and all(v == "passed" for v in f2p.values()) and not p2p_failed
+
+
+async def attempt_task(
+    rec: ValidatedRecord, description: str, src: RepoSource, spec: EnvSpec, cfg: EvalConfig, n: int, out_dir: Path
+) -> EvalResult:
+    """One attempt, start to grade; any failure becomes a result with the reason, never an exception."""
+    traj_path = out_dir / "trajectories" / f"{rec.task_id.replace('/', '__')}__{n}.json"
+    agent_cfg = cfg.agent.model_copy(update={"tools": list(FILE_TOOLS if cfg.no_exec else ALL_TOOLS)})
+    with temp_working_copy(src, prefix="repogym-eval-") as wc:
+        try:
+            await asyncio.to_thread(apply_diff, wc, rec.src_diff)
+            await asyncio.to_thread(commit_all, wc, f"task state of {rec.task_id}")
+        except GitError as e:
+            return EvalResult(task_id=rec.task_id, attempt=n, resolved=False, stop_reason="bad_task", error=str(e))
+        llm = LLM(cfg.model)
+        try:
+            with open_env_sandbox(spec, wc) as sb:
+                traj = await run_agent(llm, sb, SYSTEM, prompt(description, spec, cfg.no_exec), agent_cfg)
+        finally:
+            await llm.close()
+        traj.save(traj_path)
+        patch = await asyncio.to_thread(diff, wc, "HEAD")
+        result = EvalResult(
+            task_id=rec.task_id, attempt=n, resolved=False, stop_reason=traj.stop_reason, patch=patch,
+            turns=traj.turns, usage=traj.usage, seconds=traj.seconds, trajectory=str(traj_path), error=traj.error,
+        )  # fmt: skip
+        if traj.stop_reason == "infrastructure_error":
+            return result
+        return await asyncio.to_thread(_grade_in, wc, rec, spec, cfg, result)
+
+
+def _grade_in(wc: Path, rec: ValidatedRecord, spec: EnvSpec, cfg: EvalConfig, result: EvalResult) -> EvalResult:
+    for f in changed_files(rec.tests_diff):
+        if git(["ls-files", "--error-unmatch", f], cwd=wc, check=False).strip():
+            git(["checkout", "-q", "HEAD", "--", f], cwd=wc)
+        else:
+            (wc / f).unlink(missing_ok=True)
+    try:
+        apply_diff(wc, rec.tests_diff)
+    except GitError as e:
+        result.error = f"tests.diff does not apply after the agent's changes: {e}"
+        return result
+    with open_env_sandbox(spec, wc) as sb:
+        run = run_tests(spec, sb, cfg.suite_timeout_s)
+    result.fail_to_pass, result.pass_to_pass_failed, result.resolved = grade(rec, run.outcomes)
+    return result
+
+
+async def evaluate(
+    tasks: list[tuple[ValidatedRecord, str]],
+    resolve: Any,
+    cfg: EvalConfig,
+    out_dir: Path,
+    done: set[tuple[str, int]],
+    on_result: Any,
+) -> None:
+    """Run every (task, attempt) not in ``done``, at most ``cfg.workers`` at once; ``on_result`` gets each."""
+    gate = asyncio.Semaphore(cfg.workers)
+
+    async def one(rec: ValidatedRecord, description: str, n: int) -> None:
+        async with gate:
+            src, spec = await asyncio.to_thread(resolve, rec)
+            rec = await asyncio.to_thread(with_test_lists, rec, src, spec, cfg.suite_timeout_s)
+            on_result(await attempt_task(rec, description, src, spec, cfg, n, out_dir))
+
+    jobs = [one(r, d, n) for r, d in tasks for n in range(cfg.attempts) if (r.task_id, n) not in done]
+    await asyncio.gather(*jobs)
+
+
+def with_test_lists(rec: ValidatedRecord, src: RepoSource, spec: EnvSpec, timeout_s: float) -> ValidatedRecord:
+    """Records from tools that do not store FAIL_TO_PASS/PASS_TO_PASS get them from the checks."""
+    if rec.FAIL_TO_PASS:
+        return rec
+    checked = check_task(rec, src, spec, timeout_s)
+    if not checked.ok:
+        raise RepogymError(f"{rec.task_id}: the task does not pass its checks ({checked.reason}); cannot grade it")
+    return rec.model_copy(update={"FAIL_TO_PASS": checked.FAIL_TO_PASS, "PASS_TO_PASS": checked.PASS_TO_PASS})
+
+
+def pass_at_k(n: int, c: int, k: int) -> float:
+    """The unbiased pass@k estimator (Chen et al., 2021) for n attempts with c successes."""
+    if n - c < k:
+        return 1.0
+    return 1.0 - math.comb(n - c, k) / math.comb(n, k)
+
+
+class EvalSummary(BaseModel):
+    tasks: int
+    attempts: int
+    pass_at_1: float
+    pass_at_k: float
+    k: int
+    cost_usd: float | str
+    seconds: float
+    stop_reasons: dict[str, int]
+
+
+def summarize(results: list[EvalResult], k: int) -> EvalSummary:
+    by_task: dict[str, list[EvalResult]] = {}
+    for r in results:
+        by_task.setdefault(r.task_id, []).append(r)
+    p1 = [pass_at_k(len(rs), sum(r.resolved for r in rs), 1) for rs in by_task.values()]
+    pk = [pass_at_k(len(rs), sum(r.resolved for r in rs), min(k, len(rs))) for rs in by_task.values()]
+    costs = [r.usage.get("cost_usd", "unknown") for r in results]
+    known = [c for c in costs if isinstance(c, int | float)]
+    reasons: dict[str, int] = {}
+    for r in results:
+        reasons[r.stop_reason] = reasons.get(r.stop_reason, 0) + 1
+    return EvalSummary(
+        tasks=len(by_task),
+        attempts=len(results),
+        pass_at_1=sum(p1) / len(p1) if p1 else 0.0,
+        pass_at_k=sum(pk) / len(pk) if pk else 0.0,
+        k=k,
+        cost_usd=round(sum(known), 6) if known and len(known) == len(costs) else "unknown",
+        seconds=round(sum(r.seconds for r in results), 1),
+        stop_reasons=reasons,
+    )
