@@ -176,9 +176,15 @@ def _mkdir(p: Path) -> Path:
 
 
 def working_copy(src: RepoSource, dest: Path) -> Path:
-    """Make an isolated working copy of ``src`` at its base commit under ``dest`` (which must not exist)."""
-    git(["clone", "-q", "--shared", "--no-checkout", str(src.git_dir), str(dest)])
+    """Make an isolated working copy of ``src`` at its base commit under ``dest`` (which must not exist).
+
+    A local clone hard-links the objects instead of pointing at them (--shared): a sandbox that hides the
+    source's path (a private /tmp) still sees every object, and git works inside it.
+    """
+    git(["clone", "-q", "--no-checkout", str(src.git_dir), str(dest)])
     git(["checkout", "-q", "--detach", src.commit_sha], cwd=dest)
+    for key, value in (("user.name", "repogym"), ("user.email", "repogym@localhost")):
+        git(["config", key, value], cwd=dest)
     # Files that running tests or installing the project leave behind must never show up in a task's diffs.
     exclude = dest / ".git" / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
@@ -239,7 +245,7 @@ def commit_all(wc: Path, message: str) -> str:
 def changed_files(patch: str) -> list[str]:
     """Paths a unified diff touches (new side, or old side for deletions), in order."""
     files: list[str] = []
-    for m in re.finditer(r"^diff --git a/(\S+) b/(\S+)$", patch, flags=re.M):
+    for m in re.finditer(r"^diff --git [ab]/(\S+) [ab]/(\S+)$", patch, flags=re.M):
         if m.group(2) not in files:
             files.append(m.group(2))
     return files

@@ -11,8 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repogym import patches
+from repogym.agents.loop import AgentConfig, Trajectory, run_agent
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.errors import PatchError, RepogymError
+from repogym.llm import LLM, ModelConfig
 from repogym.records import TaskRecord, ValidatedRecord
 from repogym.repo import RepoSource, commit_all, diff, git, temp_working_copy
 from repogym.testresults import TestRun
@@ -161,3 +163,96 @@ def _function_spans(tree: ast.Module, wanted: set[tuple[tuple[str, ...], str]]) 
 
     visit(tree.body, ())
     return out
+
+
+AGENT_PROTOCOL = """\
+You turn a proposed feature removal into a verified benchmark task. The repository is at /repo (a git work
+tree; the environment is ready). Run the test suite only with exactly this command:
+
+    {test_command}
+
+Do at most {max_runs} suite runs in all. Steps:
+1. Read how the feature below is implemented.
+2. Find the tests that exercise it; if there are none or too few, write focused tests for it in the test files.
+   Run the suite until it passes, then commit the tests: git add -A && git commit -q -m "tests for the feature".
+   Make no other commit.
+3. Remove the feature from the source code, without touching any test (the proposed patch below is a guide).
+4. Run the suite and confirm that at least one of the feature's tests fails.
+5. Delete exactly those failing test functions (leave the commit alone; just edit the files), and confirm that
+   the suite passes.
+6. Call submit(). repogym then writes src.diff (your source change plus the removed tests) and tests.diff
+   (the tests added back) from the git history.
+{tips}
+<feature>
+{subject}
+
+{description}
+</feature>
+
+<proposed_patch>
+{patches}
+</proposed_patch>
+"""
+
+
+def validate_with_agent(
+    task: TaskRecord, src: RepoSource, spec: EnvSpec, model: ModelConfig, agent: AgentConfig, tips: str = ""
+) -> tuple[ValidatedRecord, Trajectory]:
+    """The Build-A-Bench validation protocol, run by the built-in agent in a sandbox of a working copy.
+
+    The agent commits the feature's tests once, then leaves the removal (source change and removed tests)
+    uncommitted: src.diff = base -> work tree, tests.diff = work tree -> that commit, on the test files.
+    """
+    import asyncio
+
+    with temp_working_copy(src, prefix="repogym-agent-validate-") as wc:
+        prompt = AGENT_PROTOCOL.format(
+            test_command=spec.test_command.split(" --junitxml")[0],
+            max_runs=6,
+            tips=f"\nTips from earlier tasks:\n{tips}\n" if tips else "",
+            subject=task.subject,
+            description=task.task_description,
+            patches=task.patches,
+        )
+
+        async def go() -> Trajectory:
+            llm = LLM(model)
+            try:
+                with open_env_sandbox(spec, wc) as sb:
+                    return await run_agent(llm, sb, "You are a careful software engineer.", prompt, agent)
+            finally:
+                await llm.close()
+
+        traj = asyncio.run(go())
+        if traj.stop_reason != "submitted":
+            raise Rejected(
+                f"the agent stopped without submitting ({traj.stop_reason}{': ' + traj.error if traj.error else ''})"
+            )
+        head = git(["rev-parse", "HEAD"], cwd=wc).strip()
+        if head == src.commit_sha:
+            raise Rejected("the agent did not commit the feature's tests")
+        test_files = [f for f in git(["diff", "--name-only", src.commit_sha, head], cwd=wc).splitlines() if f]
+        test_files += [f for f in _changed(wc) if _is_test_file(f) and f not in test_files]
+        src_diff = diff(wc, src.commit_sha)
+        tree = git(["write-tree"], cwd=wc).strip()  # the work tree, as diff() staged it
+        tests_diff = git(["diff", "--binary", tree, "HEAD", "--", *test_files], cwd=wc) if test_files else ""
+    if not tests_diff.strip():
+        raise Rejected("the agent removed no test: tests.diff would be empty")
+    record = ValidatedRecord(
+        task_id=task.task_id,
+        repo=task.repo,
+        container=spec.image or spec.venv or spec.backend,
+        **{"src.diff": src_diff, "tests.diff": tests_diff},
+        commit_sha=src.commit_sha,
+        task_description=task.task_description,
+        commit_message=f"Add {task.subject}",
+        validator=f"agent:{model.model}",
+        log=f"{traj.turns} turns, {traj.tool_calls} tool calls, stop: {traj.stop_reason}",
+        tips=tips,
+    )
+    return record, traj
+
+
+def _is_test_file(path: str) -> bool:
+    name = path.rsplit("/", 1)[-1]
+    return name.startswith("test_") or name.endswith("_test.py") or "tests/" in path or name == "conftest.py"

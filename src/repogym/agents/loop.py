@@ -102,6 +102,7 @@ async def run_agent(llm: LLM, sandbox: Sandbox, system: str, user: str, cfg: Age
     except Exception as e:  # a sandbox that died, say: an infrastructure failure, recorded, never a crash
         traj.stop_reason, traj.error = "infrastructure_error", f"{type(e).__name__}: {e}"
     finally:
+        traj.messages = messages  # pydantic copied the list at construction
         traj.usage = usage.record()
         traj.seconds = round(time.monotonic() - start, 3)
     return traj

@@ -1,0 +1,174 @@
+"""Agents against a scripted OpenAI-compatible server over real HTTP, in real bwrap sandboxes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE, make_git_repo, run_cli
+from test_feature_removal import REVERSE_PATCH
+
+from repogym import environment, validate
+from repogym.records import TaskRecord, append_record
+from repogym.repo import open_repo
+from repogym.sandbox.bwrap import bwrap_available
+from repogym.scripted_server import ScriptedServer, ToolCall
+
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")]
+ORIGINAL = (EXAMPLE / "scheme" / "builtins.py").read_text()
+F2P = "tests.test_builtins::test_reverse"
+
+
+@pytest.fixture(scope="module")
+def task(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(repo, validated.jsonl) with one task: re-add the `reverse` primitive."""
+    root = tmp_path_factory.mktemp("evaltask")
+    repo = make_git_repo(EXAMPLE, root / "scheme_interpreter")
+    src = open_repo(repo)
+    spec = environment.prepare(src, "bwrap")
+    rec = TaskRecord(task_id="scheme_interpreter/0", repo=str(repo), commit_sha=src.commit_sha, subject="reverse",
+                     task_description="Add the `reverse` list primitive: (reverse '(1 2 3)) gives (3 2 1).",
+                     patches=REVERSE_PATCH, strategy="feature_removal")  # fmt: skip
+    validated = validate.validate_auto(rec, src, spec, validate.baseline(src, spec))
+    assert validated.FAIL_TO_PASS == [F2P]
+    path = root / "validated.jsonl"
+    append_record(path, validated)
+    return repo, path
+
+
+def _eval(server: ScriptedServer, validated: Path, out: Path, *extra: str):
+    return run_cli("eval", "--validated", str(validated), "--model", "openai/boa", "--api-base", server.url,
+                   "--output-dir", str(out), *extra)  # fmt: skip
+
+
+def _result(out: Path) -> dict:
+    lines = (out / "results.jsonl").read_text().splitlines()
+    assert len(lines) == 1
+    return json.loads(lines[0])
+
+
+def test_agent_that_writes_the_fix_is_graded_resolved(task: tuple[Path, Path], tmp_path: Path) -> None:
+    _, validated = task
+    script = [
+        ToolCall("read_file", {"path": "scheme/builtins.py", "start_line": 1, "end_line": 20}),
+        ToolCall("bash", {"command": "python3 -m pytest -q -p no:cacheprovider tests/test_builtins.py | tail -1"}),
+        ToolCall("write_file", {"path": "/repo/scheme/builtins.py", "content": ORIGINAL}),
+        "I restored reverse.",
+        ToolCall("submit"),
+    ]
+    with ScriptedServer(script) as server:
+        r = _eval(server, validated, tmp_path)
+    assert r.returncode == 0, r.stderr
+    res = _result(tmp_path)
+    assert res["resolved"] is True and res["stop_reason"] == "submitted" and res["turns"] == 5
+    assert res["fail_to_pass"] == {F2P: "passed"} and res["pass_to_pass_failed"] == []
+    assert "+    for item in lst:" in res["patch"]
+    traj = json.loads(Path(res["trajectory"]).read_text())
+    tool_msgs = [m for m in traj["messages"] if m["role"] == "tool"]
+    assert tool_msgs[1]["content"].startswith("exit code: 0") and "passed" in tool_msgs[1]["content"]
+    assert "1\tdef" in tool_msgs[0]["content"] or "\t" in tool_msgs[0]["content"]
+    assert server.requests[0]["tools"][0]["function"]["name"] == "bash"
+    assert "Add the `reverse` list primitive" in server.requests[0]["messages"][1]["content"]
+    assert "pass@1 100.0%" in r.stdout
+
+    again = _eval(server, validated, tmp_path)
+    assert again.returncode == 0 and len((tmp_path / "results.jsonl").read_text().splitlines()) == 1
+
+
+def test_wrong_fix_fails(task: tuple[Path, Path], tmp_path: Path) -> None:
+    _, validated = task
+    wrong = ORIGINAL.replace("result = Pair(item, result)", "result = result")
+    with ScriptedServer(
+        [ToolCall("write_file", {"path": "scheme/builtins.py", "content": wrong}), ToolCall("submit")]
+    ) as s:
+        r = _eval(s, validated, tmp_path)
+    res = _result(tmp_path)
+    assert res["resolved"] is False and res["stop_reason"] == "submitted"
+    assert res["fail_to_pass"] == {F2P: "failed"}
+    assert "pass@1 0.0%" in r.stdout
+
+
+def test_endless_agent_is_stopped_by_the_turn_limit(task: tuple[Path, Path], tmp_path: Path) -> None:
+    _, validated = task
+    with ScriptedServer(lambda _req: ToolCall("bash", {"command": "ls"})) as server:
+        _eval(server, validated, tmp_path, "--max-turns", "3")
+    res = _result(tmp_path)
+    assert res["stop_reason"] == "max_turns" and res["turns"] == 3 and not res["resolved"]
+    assert len(server.requests) == 3
+
+
+def test_no_exec_agent_gets_no_shell(task: tuple[Path, Path], tmp_path: Path) -> None:
+    _, validated = task
+    script = [ToolCall("bash", {"command": "ls"}), ToolCall("write_file", {"path": "scheme/builtins.py", "content": ORIGINAL}),
+              ToolCall("submit")]  # fmt: skip
+    with ScriptedServer(script) as server:
+        _eval(server, validated, tmp_path, "--no-exec")
+    res = _result(tmp_path)
+    assert res["resolved"] is True
+    assert [t["function"]["name"] for t in server.requests[0]["tools"]] == [
+        "read_file",
+        "write_file",
+        "str_replace",
+        "submit",
+    ]
+    assert "unknown tool 'bash'" in server.requests[1]["messages"][3]["content"]
+
+
+NEW_TEST = 'from scheme.evaluator import run\nfrom scheme.printer import to_string\n\n\ndef test_reverse_nested():\n    assert to_string(run("(reverse (quote (1 (2 3))))")) == "((2 3) 1)"\n'
+TEST_REVERSE = 'def test_reverse():\n    assert ev("(reverse \'(1 2 3))") == "(3 2 1)"\n\n\n'
+
+
+def test_validate_with_builtin_agent_then_check(task: tuple[Path, Path], tmp_path: Path) -> None:
+    repo, _ = task
+    rec = TaskRecord(task_id="scheme_interpreter/7", repo=str(repo), commit_sha=open_repo(repo).commit_sha,
+                     subject="reverse", task_description="Add the `reverse` primitive.", patches=REVERSE_PATCH)  # fmt: skip
+    script = [
+        ToolCall("write_file", {"path": "tests/test_feature.py", "content": NEW_TEST}),
+        ToolCall("bash", {"command": "python3 -m pytest -q -p no:cacheprovider | tail -1"}),
+        ToolCall("bash", {"command": "git add -A && git commit -q -m 'tests for the feature'"}),
+        ToolCall("str_replace", {"path": "scheme/builtins.py", "old": '        "reverse": reverse,\n', "new": ""}),
+        ToolCall("bash", {"command": "python3 -m pytest -q -p no:cacheprovider | tail -1"}),
+        ToolCall("str_replace", {"path": "tests/test_builtins.py", "old": TEST_REVERSE, "new": ""}),
+        ToolCall("bash", {"command": "rm tests/test_feature.py && python3 -m pytest -q -p no:cacheprovider | tail -1"}),
+        ToolCall("submit"),
+    ]
+    out = tmp_path / "validated.jsonl"
+    with ScriptedServer(script) as server:
+        r = run_cli("validate", "--agent", "builtin", "--model", "openai/boa", "--api-base", server.url,
+                    "--input-json", rec.model_dump_json(), "--output", str(out))  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "at most 6 suite runs" in server.requests[0]["messages"][1]["content"].lower().replace(
+        "do at most", "at most"
+    )
+    v = json.loads(out.read_text())
+    assert v["validator"] == "agent:openai/boa" and "tests/test_feature.py" in v["tests.diff"]
+    assert '-        "reverse": reverse,' in v["src.diff"] and "test_feature" not in v["src.diff"]
+    checks = tmp_path / "checks.jsonl"
+    c = run_cli("check", str(out), "--output", str(checks))
+    assert c.returncode == 0, c.stdout
+    result = json.loads(checks.read_text())
+    assert result["ok"] and set(result["FAIL_TO_PASS"]) == {F2P, "tests.test_feature::test_reverse_nested"}
+
+
+def test_export_swebench(task: tuple[Path, Path], tmp_path: Path) -> None:
+    _, validated = task
+    git_dir = tmp_path / "export.git"
+    out = tmp_path / "instances.jsonl"
+    r = run_cli("export", "swebench", "--validated", str(validated), "--output", str(out), "--git-dir", str(git_dir))
+    assert r.returncode == 0, r.stderr
+    inst = json.loads(out.read_text())
+    assert inst["instance_id"] == "scheme_interpreter__0" and inst["FAIL_TO_PASS"] == [F2P]
+    assert set(inst) >= {"repo", "base_commit", "patch", "test_patch", "problem_statement", "PASS_TO_PASS"}
+    wc = tmp_path / "wc"
+    subprocess.run(["git", "clone", "-q", "-b", "repogym/scheme_interpreter__0", str(git_dir), str(wc)], check=True)
+    assert (
+        subprocess.run(["git", "rev-parse", "HEAD"], cwd=wc, capture_output=True, text=True).stdout.strip()
+        == inst["base_commit"]
+    )
+    assert '"reverse": reverse' not in (wc / "scheme/builtins.py").read_text()
+    for patch in (inst["patch"], inst["test_patch"]):
+        subprocess.run(["git", "apply", "-"], cwd=wc, input=patch, text=True, check=True)
+    assert (wc / "scheme/builtins.py").read_text() == ORIGINAL
+    assert "tests/" not in inst["patch"], "the gold patch leaves the tests to test_patch"
