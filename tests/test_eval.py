@@ -28,9 +28,15 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     repo = make_git_repo(EXAMPLE, root / "scheme_interpreter")
     src = open_repo(repo)
     spec = environment.prepare(src, "bwrap")
-    rec = TaskRecord(task_id="scheme_interpreter/0", repo=str(repo), commit_sha=src.commit_sha, subject="reverse",
-                     task_description="Add the `reverse` list primitive: (reverse '(1 2 3)) gives (3 2 1).",
-                     patches=REVERSE_PATCH, strategy="feature_removal")  # fmt: skip
+    rec = TaskRecord(
+        task_id="scheme_interpreter/0",
+        repo=str(repo),
+        commit_sha=src.commit_sha,
+        subject="reverse",
+        task_description="Add the `reverse` list primitive: (reverse '(1 2 3)) gives (3 2 1).",
+        patches=REVERSE_PATCH,
+        strategy="feature_removal",
+    )
     validated = validate.validate_auto(rec, src, spec, validate.baseline(src, spec))
     assert validated.FAIL_TO_PASS == [F2P]
     path = root / "validated.jsonl"
@@ -39,8 +45,18 @@ def task(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 
 
 def _eval(server: ScriptedServer, validated: Path, out: Path, *extra: str):
-    return run_cli("eval", "--validated", str(validated), "--model", "openai/boa", "--api-base", server.url,
-                   "--output-dir", str(out), *extra)  # fmt: skip
+    return run_cli(
+        "eval",
+        "--validated",
+        str(validated),
+        "--model",
+        "openai/boa",
+        "--api-base",
+        server.url,
+        "--output-dir",
+        str(out),
+        *extra,
+    )
 
 
 def _result(out: Path) -> dict:
@@ -101,8 +117,11 @@ def test_endless_agent_is_stopped_by_the_turn_limit(task: tuple[Path, Path], tmp
 
 def test_no_exec_agent_gets_no_shell(task: tuple[Path, Path], tmp_path: Path) -> None:
     _, validated = task
-    script = [ToolCall("bash", {"command": "ls"}), ToolCall("write_file", {"path": "scheme/builtins.py", "content": ORIGINAL}),
-              ToolCall("submit")]  # fmt: skip
+    script = [
+        ToolCall("bash", {"command": "ls"}),
+        ToolCall("write_file", {"path": "scheme/builtins.py", "content": ORIGINAL}),
+        ToolCall("submit"),
+    ]
     with ScriptedServer(script) as server:
         _eval(server, validated, tmp_path, "--no-exec")
     res = _result(tmp_path)
@@ -116,14 +135,23 @@ def test_no_exec_agent_gets_no_shell(task: tuple[Path, Path], tmp_path: Path) ->
     assert "unknown tool 'bash'" in server.requests[1]["messages"][3]["content"]
 
 
-NEW_TEST = 'from scheme.evaluator import run\nfrom scheme.printer import to_string\n\n\ndef test_reverse_nested():\n    assert to_string(run("(reverse (quote (1 (2 3))))")) == "((2 3) 1)"\n'
+NEW_TEST = (
+    "from scheme.evaluator import run\nfrom scheme.printer import to_string\n\n\n"
+    'def test_reverse_nested():\n    assert to_string(run("(reverse (quote (1 (2 3))))")) == "((2 3) 1)"\n'
+)
 TEST_REVERSE = 'def test_reverse():\n    assert ev("(reverse \'(1 2 3))") == "(3 2 1)"\n\n\n'
 
 
 def test_validate_with_builtin_agent_then_check(task: tuple[Path, Path], tmp_path: Path) -> None:
     repo, _ = task
-    rec = TaskRecord(task_id="scheme_interpreter/7", repo=str(repo), commit_sha=open_repo(repo).commit_sha,
-                     subject="reverse", task_description="Add the `reverse` primitive.", patches=REVERSE_PATCH)  # fmt: skip
+    rec = TaskRecord(
+        task_id="scheme_interpreter/7",
+        repo=str(repo),
+        commit_sha=open_repo(repo).commit_sha,
+        subject="reverse",
+        task_description="Add the `reverse` primitive.",
+        patches=REVERSE_PATCH,
+    )
     script = [
         ToolCall("write_file", {"path": "tests/test_feature.py", "content": NEW_TEST}),
         ToolCall("bash", {"command": "python3 -m pytest -q -p no:cacheprovider | tail -1"}),
@@ -136,8 +164,19 @@ def test_validate_with_builtin_agent_then_check(task: tuple[Path, Path], tmp_pat
     ]
     out = tmp_path / "validated.jsonl"
     with ScriptedServer(script) as server:
-        r = run_cli("validate", "--agent", "builtin", "--model", "openai/boa", "--api-base", server.url,
-                    "--input-json", rec.model_dump_json(), "--output", str(out))  # fmt: skip
+        r = run_cli(
+            "validate",
+            "--agent",
+            "builtin",
+            "--model",
+            "openai/boa",
+            "--api-base",
+            server.url,
+            "--input-json",
+            rec.model_dump_json(),
+            "--output",
+            str(out),
+        )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "at most 6 suite runs" in server.requests[0]["messages"][1]["content"].lower().replace(
         "do at most", "at most"

@@ -48,9 +48,17 @@ BROKEN = REVERSE_PATCH.replace("def reverse(lst):", "def reverse(items):")
 
 def _synth(server: ScriptedServer, repo: Path, *extra: str):
     return run_cli(
-        "synth", str(repo), "scheme/*.py", "tests/*.py", "--model", "openai/boa", "--api-base", server.url,
-        "--json", *extra,
-    )  # fmt: skip
+        "synth",
+        str(repo),
+        "scheme/*.py",
+        "tests/*.py",
+        "--model",
+        "openai/boa",
+        "--api-base",
+        server.url,
+        "--json",
+        *extra,
+    )
 
 
 def test_clean_answer_and_avoid_list_grows(scheme_repo: Path) -> None:
@@ -109,9 +117,18 @@ def test_max_input_tokens_truncates_with_warning(scheme_repo: Path) -> None:
 def test_workflow_with_a_model_end_to_end(scheme_repo: Path, tmp_path: Path) -> None:
     with ScriptedServer([answer("reverse", REVERSE_PATCH), answer("list-ref", LIST_REF_PATCH)]) as server:
         r = run_cli(
-            "workflow", str(scheme_repo), "scheme/*.py", "--state-dir", str(tmp_path / "s"), "--model", "openai/boa",
-            "--api-base", server.url, "--num-candidates", "2",
-        )  # fmt: skip
+            "workflow",
+            str(scheme_repo),
+            "scheme/*.py",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--model",
+            "openai/boa",
+            "--api-base",
+            server.url,
+            "--num-candidates",
+            "2",
+        )
     assert r.returncode == 0, r.stderr[-2000:]
     checks = {json.loads(x)["task_id"]: json.loads(x) for x in (tmp_path / "s" / "check_results.jsonl").open()}
     assert all(c["ok"] for c in checks.values()) and len(checks) == 2

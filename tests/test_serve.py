@@ -25,12 +25,29 @@ def _free_port() -> int:
 
 
 def test_vllm_command_line_is_the_documented_one() -> None:
-    cfg = ServeConfig(engine="vllm", model="Qwen/Qwen3-8B", served_model_name="boa", port=8000, host="0.0.0.0",
-                      tool_call_parser="qwen3_xml")  # fmt: skip
+    cfg = ServeConfig(
+        engine="vllm",
+        model="Qwen/Qwen3-8B",
+        served_model_name="boa",
+        port=8000,
+        host="0.0.0.0",
+        tool_call_parser="qwen3_xml",
+    )
     assert command(cfg) == [
-        "vllm", "serve", "Qwen/Qwen3-8B", "--host", "0.0.0.0", "--port", "8000", "--served-model-name", "boa",
-        "--enable-auto-tool-choice", "--tool-call-parser", "qwen3_xml", "--enable-prefix-caching",
-    ]  # fmt: skip
+        "vllm",
+        "serve",
+        "Qwen/Qwen3-8B",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "8000",
+        "--served-model-name",
+        "boa",
+        "--enable-auto-tool-choice",
+        "--tool-call-parser",
+        "qwen3_xml",
+        "--enable-prefix-caching",
+    ]
 
 
 def test_missing_engine_names_the_package(tmp_path: Path) -> None:
@@ -41,10 +58,19 @@ def test_missing_engine_names_the_package(tmp_path: Path) -> None:
 def test_one_server_per_engine_and_status() -> None:
     port = _free_port()
     fake = subprocess.Popen(
-        [sys.executable, "-c", "import time; time.sleep(120)", "-m", "llama_cpp.server", "--port", str(port),
-         "--model_alias", "boa"],
+        [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(120)",
+            "-m",
+            "llama_cpp.server",
+            "--port",
+            str(port),
+            "--model_alias",
+            "boa",
+        ],
         start_new_session=True,
-    )  # fmt: skip
+    )
     try:
         time.sleep(0.2)
         status = run_cli("serve", "status")
@@ -81,8 +107,19 @@ def llama_server():
     if reason:
         pytest.skip(reason)
     port = _free_port()
-    r = run_cli("serve", "llama-cpp", str(_smollm2()), "--served-model-name", "smollm2", "--port", str(port),
-                "--python", LLAMA_PYTHON, "--wait", "300")  # fmt: skip
+    r = run_cli(
+        "serve",
+        "llama-cpp",
+        str(_smollm2()),
+        "--served-model-name",
+        "smollm2",
+        "--port",
+        str(port),
+        "--python",
+        LLAMA_PYTHON,
+        "--wait",
+        "300",
+    )
     pid = next((int(w) for line in r.stdout.splitlines() for w in line.split()[3:4] if "server pid" in line), None)
     yield r, port
     if pid:
@@ -105,9 +142,24 @@ def test_serve_llama_cpp_starts_and_passes_doctor(llama_server) -> None:
 def test_feature_removal_against_a_real_model(llama_server, scheme_repo: Path) -> None:
     """A 135M model will rarely write a patch that applies; the point is that its answers flow through."""
     _, port = llama_server
-    r = run_cli("synth", str(scheme_repo), "scheme/printer.py", "--model", "openai/smollm2", "--api-base",
-                f"http://127.0.0.1:{port}/v1", "--num-candidates", "1", "--num-attempts", "1",
-                "--max-input-tokens", "800", "--max-tokens", "200", "--json")  # fmt: skip
+    r = run_cli(
+        "synth",
+        str(scheme_repo),
+        "scheme/printer.py",
+        "--model",
+        "openai/smollm2",
+        "--api-base",
+        f"http://127.0.0.1:{port}/v1",
+        "--num-candidates",
+        "1",
+        "--num-attempts",
+        "1",
+        "--max-input-tokens",
+        "800",
+        "--max-tokens",
+        "200",
+        "--json",
+    )
     assert r.returncode in (0, 2), r.stderr
     if r.returncode == 0:
         assert json.loads(r.stdout.splitlines()[0])["usage"]["calls"] >= 1
