@@ -49,6 +49,8 @@ Script = Iterable[Reply] | Callable[[dict[str, Any]], Reply]
 
 
 class _QuietServer(ThreadingHTTPServer):
+    request_queue_size = 256  # many concurrent rollouts connect at once
+
     def handle_error(self, request: Any, client_address: Any) -> None:
         """A client that gave up (a timeout test) closes the socket mid-answer: not worth a traceback."""
 
@@ -92,7 +94,10 @@ class ScriptedServer:
     def reply_for(self, body: dict[str, Any]) -> Reply:
         with self._lock:
             self.requests.append(body)
-            return self._next(body)
+            try:
+                return self._next(body)
+            except Exception as e:  # a broken script answers 500 with the reason instead of dropping the line
+                return Error(500, f"the script raised {type(e).__name__}: {e}")
 
     def completion(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
         """A chat.completion object for ``reply``."""
@@ -129,6 +134,9 @@ class ScriptedServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"  # keep-alive, as the openai client expects
+            disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms delayed-ACK stall
+
             def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
                 return
 
