@@ -211,3 +211,43 @@ def test_export_swebench(task: tuple[Path, Path], tmp_path: Path) -> None:
         subprocess.run(["git", "apply", "-"], cwd=wc, input=patch, text=True, check=True)
     assert (wc / "scheme/builtins.py").read_text() == ORIGINAL
     assert "tests/" not in inst["patch"], "the gold patch leaves the tests to test_patch"
+
+
+def _codex() -> str | None:
+    import os
+    import shutil
+
+    return os.environ.get("REPOGYM_CODEX") or shutil.which("codex")
+
+
+@pytest.mark.skipif(_codex() is None, reason="codex is not installed (npm install -g @openai/codex)")
+def test_codex_agent_against_the_scripted_server(task: tuple[Path, Path], tmp_path: Path) -> None:
+    """The real codex CLI, with a private CODEX_HOME pointing it at the scripted server's Responses API."""
+    _, validated = task
+    had_home = (Path.home() / ".codex").exists()
+    write = f"cat > scheme/builtins.py <<'EOF_REPOGYM'\n{ORIGINAL}EOF_REPOGYM"
+    script = [ToolCall("exec_command", {"cmd": write}), "I restored the reverse primitive."]
+    with ScriptedServer(script) as server:
+        r = run_cli(
+            "eval",
+            "--validated",
+            str(validated),
+            "--agent",
+            "codex",
+            "--agent-binary",
+            str(_codex()),
+            "--model",
+            "openai/boa",
+            "--api-base",
+            server.url,
+            "--output-dir",
+            str(tmp_path),
+        )
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = _result(tmp_path)
+    assert res["resolved"] is True and res["stop_reason"] == "submitted", res
+    assert server.requests[0]["stream"] is True and "input" in server.requests[0], "the Responses API"
+    assert "Add the `reverse` list primitive" in json.dumps(server.requests[0]["input"])
+    log = Path(res["trajectory"]).with_suffix(".log.jsonl").read_text()
+    assert '"type":"command_execution"' in log and "I restored the reverse primitive." in log
+    assert (Path.home() / ".codex").exists() == had_home, "codex wrote only in its private CODEX_HOME"

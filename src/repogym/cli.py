@@ -751,7 +751,8 @@ def _load_tasks(validated: Path, tasks: Path | None, ids: list[str] | None) -> l
 def eval_cmd(
     validated: Path = typer.Option(..., "--validated", help="validated_tasks.jsonl"),
     tasks: Path | None = typer.Option(None, "--tasks", help="tasks.jsonl (task descriptions, when not in V)."),
-    agent: str = typer.Option("builtin", "--agent", help="The agent: builtin."),
+    agent: str = typer.Option("builtin", "--agent", help="The agent: builtin or codex."),
+    agent_binary: str | None = typer.Option(None, "--agent-binary", help="Path of an external agent's executable."),
     model: str = typer.Option(..., "--model", help="provider/name, e.g. openai/boa."),
     api_base: str | None = API_BASE_OPT,
     task_id: list[str] | None = typer.Option(None, "--task-id", help="Only this task (repeatable)."),
@@ -771,14 +772,21 @@ def eval_cmd(
     """Run an agent on validated tasks and grade it by FAIL_TO_PASS / PASS_TO_PASS; resumable."""
     import asyncio
 
+    from repogym.agents.cli import AGENTS, ExternalAgentConfig
     from repogym.agents.loop import AgentConfig
     from repogym.evaluate import EvalConfig, EvalResult, evaluate
     from repogym.progress import stage
     from repogym.records import append_record, read_jsonl
 
-    if agent != "builtin":
-        raise RepogymError(f"unknown agent {agent!r}; choose one of: builtin")
+    if agent != "builtin" and agent not in AGENTS:
+        raise RepogymError(f"unknown agent {agent!r}; choose one of: builtin, {', '.join(AGENTS)}")
     chosen = _load_tasks(validated, tasks, task_id)
+    external = None
+    if agent != "builtin":
+        name = model.split("/", 1)[-1]
+        external = ExternalAgentConfig(
+            agent=agent, model=name, api_base=api_base, binary=agent_binary, timeout_s=max_seconds
+        )
     cfg = EvalConfig(
         model=_model_config(model, api_base, max_tokens, False, max_retries=max_retries),
         agent=AgentConfig(
@@ -787,6 +795,7 @@ def eval_cmd(
         attempts=attempts,
         no_exec=no_exec,
         workers=workers,
+        external=external,
     )
     results_path = output_dir / "results.jsonl"
     old = (

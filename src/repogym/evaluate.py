@@ -15,7 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from repogym.agents.loop import AgentConfig, run_agent
+from repogym.agents.cli import ExternalAgentConfig, run_external
+from repogym.agents.loop import AgentConfig, Trajectory, run_agent
 from repogym.agents.tools import ALL_TOOLS, FILE_TOOLS
 from repogym.check import check_task
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
@@ -34,6 +35,7 @@ SYSTEM = (
 class EvalConfig(BaseModel):
     model: ModelConfig
     agent: AgentConfig = Field(default_factory=AgentConfig)
+    external: ExternalAgentConfig | None = Field(None, description="An external agent (codex) instead of builtin.")
     attempts: int = Field(1, description="Attempts per task (pass@k).")
     no_exec: bool = Field(False, description="Only read and edit files: no shell.")
     workers: int = Field(4, description="Concurrent attempts.")
@@ -83,12 +85,15 @@ async def attempt_task(
             await asyncio.to_thread(commit_all, wc, f"task state of {rec.task_id}")
         except GitError as e:
             return EvalResult(task_id=rec.task_id, attempt=n, resolved=False, stop_reason="bad_task", error=str(e))
-        llm = LLM(cfg.model)
-        try:
-            with open_env_sandbox(spec, wc) as sb:
-                traj = await run_agent(llm, sb, SYSTEM, prompt(description, spec, cfg.no_exec), agent_cfg)
-        finally:
-            await llm.close()
+        if cfg.external is not None:
+            traj = await asyncio.to_thread(_run_external, cfg.external, description, spec, wc, traj_path)
+        else:
+            llm = LLM(cfg.model)
+            try:
+                with open_env_sandbox(spec, wc) as sb:
+                    traj = await run_agent(llm, sb, SYSTEM, prompt(description, spec, cfg.no_exec), agent_cfg)
+            finally:
+                await llm.close()
         traj.save(traj_path)
         patch = await asyncio.to_thread(diff, wc, "HEAD")
         result = EvalResult(
@@ -98,6 +103,22 @@ async def attempt_task(
         if traj.stop_reason == "infrastructure_error":
             return result
         return await asyncio.to_thread(_grade_in, wc, rec, spec, cfg, result)
+
+
+def _run_external(ext: ExternalAgentConfig, description: str, spec: EnvSpec, wc: Path, traj_path: Path) -> Trajectory:
+    """An external agent works on the host in the working copy; its run becomes a trajectory record."""
+    text = f"{SYSTEM}\n\n{prompt(description, spec, False)}".replace("/repo", str(wc))
+    run = run_external(ext, text, wc, traj_path.with_suffix(".log.jsonl"), lambda _m: None)
+    reason = "max_seconds" if run.timed_out else ("submitted" if run.exit_code == 0 else "agent_error")
+    messages = [{"role": "user", "content": text}] + [{"role": "assistant", "content": m} for m in run.messages]
+    return Trajectory(
+        messages=messages,
+        stop_reason=reason,
+        turns=len(run.messages),
+        usage=run.usage,
+        seconds=run.seconds,
+        error=None if run.exit_code == 0 else f"{ext.agent} exited with {run.exit_code}; log: {run.log_path}",
+    )
 
 
 def _grade_in(wc: Path, rec: ValidatedRecord, spec: EnvSpec, cfg: EvalConfig, result: EvalResult) -> EvalResult:

@@ -126,6 +126,51 @@ class ScriptedServer:
             "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion},
         }
 
+    def response(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        """A Responses API object (POST /v1/responses) for ``reply``."""
+        output: list[dict[str, Any]] = []
+        if isinstance(reply, str):
+            content = [{"type": "output_text", "text": reply, "annotations": []}]
+            output.append(
+                {
+                    "type": "message",
+                    "id": f"msg_{next(self._ids)}",
+                    "role": "assistant",
+                    "status": "completed",
+                    "content": content,
+                }
+            )
+        elif isinstance(reply, ToolCall | list):
+            for call in reply if isinstance(reply, list) else [reply]:
+                tc = self._tool_call(call)
+                output.append(
+                    {
+                        "type": "function_call",
+                        "id": f"fc_{next(self._ids)}",
+                        "call_id": tc["id"],
+                        "name": call.name,
+                        "arguments": tc["function"]["arguments"],
+                        "status": "completed",
+                    }
+                )
+        prompt = len(json.dumps(body.get("input", ""))) // 4
+        completion = len(json.dumps(output)) // 4
+        return {
+            "id": f"resp_{next(self._ids)}",
+            "object": "response",
+            "created_at": int(time.time()),
+            "status": "completed",
+            "model": body.get("model", self.models[0]),
+            "output": output,
+            "usage": {
+                "input_tokens": prompt,
+                "output_tokens": completion,
+                "total_tokens": prompt + completion,
+                "input_tokens_details": {"cached_tokens": 0},
+                "output_tokens_details": {"reasoning_tokens": 0},
+            },
+        }
+
     def _tool_call(self, call: ToolCall) -> dict[str, Any]:
         args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
         return {"id": f"call_{next(self._ids)}", "type": "function", "function": {"name": call.name, "arguments": args}}
@@ -172,7 +217,8 @@ class ScriptedServer:
                 except json.JSONDecodeError:
                     self._send(400, {"error": {"message": "body is not JSON"}})
                     return
-                if self.path.rstrip("/") != "/v1/chat/completions":
+                route = self.path.split("?")[0].rstrip("/")
+                if route not in ("/v1/chat/completions", "/v1/responses"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
                 reply = server.reply_for(body)
@@ -182,6 +228,36 @@ class ScriptedServer:
                 if isinstance(reply, Error):
                     self._send(reply.status, {"error": {"message": reply.message, "code": reply.status}})
                     return
-                self._send(200, server.completion(body, reply))
+                if route == "/v1/chat/completions":
+                    self._send(200, server.completion(body, reply))
+                    return
+                response = server.response(body, reply)
+                if body.get("stream"):
+                    self._stream(response)
+                else:
+                    self._send(200, response)
+
+            def _stream(self, response: dict[str, Any]) -> None:
+                """The Responses API's server-sent events, as codex and the openai SDK read them."""
+                events: list[tuple[str, dict[str, Any]]] = [
+                    ("response.created", {"response": {**response, "status": "in_progress", "output": []}})
+                ]
+                for i, item in enumerate(response["output"]):
+                    events.append(("response.output_item.added", {"output_index": i, "item": item}))
+                    if item["type"] == "message":
+                        text = item["content"][0]["text"]
+                        delta = {"item_id": item["id"], "output_index": i, "content_index": 0, "delta": text}
+                        events.append(("response.output_text.delta", delta))
+                    events.append(("response.output_item.done", {"output_index": i, "item": item}))
+                events.append(("response.completed", {"response": response}))
+                data = "".join(
+                    f"event: {name}\ndata: {json.dumps({'type': name, 'sequence_number': k, **payload})}\n\n"
+                    for k, (name, payload) in enumerate(events)
+                ).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
 
         return Handler

@@ -100,12 +100,12 @@ def run_bounded(
         proc.wait(timeout=timeout_s)
     except subprocess.TimeoutExpired:
         timed_out = True
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
         if on_timeout:
             on_timeout()
         proc.wait()
     except BaseException:
-        _kill_group(proc.pid)
+        kill_group(proc.pid)
         proc.wait()
         raise
     for r in readers:
@@ -121,7 +121,8 @@ def run_bounded(
     )
 
 
-def _kill_group(pid: int) -> None:
+def kill_group(pid: int) -> None:
+    """SIGKILL a whole process group (a timeout must leave no grandchild behind)."""
     with contextlib.suppress(ProcessLookupError):
         os.killpg(pid, signal.SIGKILL)
 

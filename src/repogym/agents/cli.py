@@ -1,0 +1,176 @@
+"""External coding agents behind one interface: the prompt, the working directory, extra directories, the
+commands the agent may run (as prefixes), one extra writable file (a tips file) and web search.
+
+The agent's JSON event log streams to a file while its assistant messages are handed to a callback. Each agent
+has a registry entry; an agent whose binary is missing gets an error saying how to install it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from repogym.errors import RepogymError
+from repogym.sandbox.base import kill_group
+
+
+class ExternalAgentConfig(BaseModel):
+    agent: str = Field(description="Registry name: codex.")
+    model: str | None = Field(None, description="Model name the agent asks for (provider prefix stripped).")
+    api_base: str | None = Field(None, description="OpenAI-compatible base URL (a custom provider for codex).")
+    extra_dirs: list[Path] = Field(default_factory=list, description="Directories the agent may also write.")
+    allowed_commands: list[str] = Field(default_factory=list, description="Command prefixes the agent may run.")
+    writable_file: Path | None = Field(None, description="One extra file the agent may edit (the tips file).")
+    web_search: bool = Field(False, description="Let the agent search the web.")
+    sandboxed: bool = Field(
+        False, description="Use the agent's own sandbox; off when repogym's sandbox or a container already isolates."
+    )
+    timeout_s: float = Field(3600.0, description="Wall time of the run.")
+    binary: str | None = Field(None, description="Path of the agent's executable (default: found on PATH).")
+
+
+class AgentRun(BaseModel):
+    exit_code: int | None
+    timed_out: bool
+    seconds: float
+    log_path: str
+    messages: list[str]
+    usage: dict[str, Any] = Field(default_factory=dict)
+
+
+INSTALL = {"codex": "npm install -g @openai/codex (or pass --agent-binary PATH)"}
+
+
+def _codex(cfg: ExternalAgentConfig, prompt: str, workdir: Path, home: Path) -> tuple[list[str], dict[str, str]]:
+    """codex exec --json, with a private CODEX_HOME: a config for the custom provider, and the allowed
+    commands as execpolicy prefix rules. Codex never writes outside that home and the given directories."""
+    binary = cfg.binary or shutil.which("codex") or ""
+    lines = []
+    if cfg.model:
+        lines.append(f"model = {json.dumps(cfg.model)}")
+    if cfg.api_base:
+        lines += [
+            'model_provider = "repogym"',
+            "[model_providers.repogym]",
+            'name = "repogym"',
+            f"base_url = {json.dumps(cfg.api_base)}",
+            'env_key = "REPOGYM_AGENT_API_KEY"',
+            'wire_api = "responses"',  # codex accepts only the Responses API for custom providers
+        ]
+    (home / "config.toml").write_text("\n".join(lines) + "\n")
+    if cfg.allowed_commands:
+        rules = "".join(
+            f'prefix_rule(pattern = {json.dumps(shlex.split(c))}, decision = "allow")\n' for c in cfg.allowed_commands
+        )
+        (home / "rules").mkdir(exist_ok=True)
+        (home / "rules" / "repogym.rules").write_text(rules)
+    argv = [binary, "exec", "--json", "--skip-git-repo-check", "--ephemeral", "-C", str(workdir)]
+    dirs = [*cfg.extra_dirs, *([cfg.writable_file.parent] if cfg.writable_file else [])]
+    for d in dirs:
+        argv += ["--add-dir", str(d)]
+    argv += ["-c", f"tools.web_search={'true' if cfg.web_search else 'false'}"]
+    argv += ["-s", "workspace-write"] if cfg.sandboxed else ["--dangerously-bypass-approvals-and-sandbox"]
+    env = {"CODEX_HOME": str(home), "REPOGYM_AGENT_API_KEY": os.environ.get("OPENAI_API_KEY", "none")}
+    return [*argv, prompt], env
+
+
+def _codex_message(event: dict[str, Any]) -> str | None:
+    item = event.get("item") or {}
+    if event.get("type") == "item.completed" and item.get("type") == "agent_message":
+        return str(item.get("text", ""))
+    return None
+
+
+AGENTS: dict[str, tuple[Callable[..., tuple[list[str], dict[str, str]]], Callable[[dict[str, Any]], str | None]]] = {
+    "codex": (_codex, _codex_message),
+}
+
+
+def run_external(
+    cfg: ExternalAgentConfig, prompt: str, workdir: Path, log_path: Path, on_message: Callable[[str], None]
+) -> AgentRun:
+    """Run the agent to completion (or its timeout), streaming its JSON log to ``log_path``."""
+    if cfg.agent not in AGENTS:
+        raise RepogymError(f"unknown agent {cfg.agent!r}; choose one of: {', '.join(AGENTS)}")
+    build, message_of = AGENTS[cfg.agent]
+    home = Path(tempfile.mkdtemp(prefix=f"repogym-{cfg.agent}-home-"))
+    try:
+        argv, env = build(cfg, prompt, workdir, home)
+        if not argv[0] or not Path(argv[0]).exists():
+            raise RepogymError(f"{cfg.agent} is not installed: {INSTALL[cfg.agent]}")
+        return _stream(argv, {**os.environ, **env}, workdir, cfg.timeout_s, log_path, message_of, on_message)
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _stream(
+    argv: list[str],
+    env: dict[str, str],
+    workdir: Path,
+    timeout_s: float,
+    log_path: Path,
+    message_of: Callable[[dict[str, Any]], str | None],
+    on_message: Callable[[str], None],
+) -> AgentRun:
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    messages: list[str] = []
+    usage: dict[str, Any] = {}
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL, text=True, start_new_session=True,
+        )  # fmt: skip
+        timer = _Killer(proc, timeout_s)
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            log.write(line)
+            log.flush()
+            try:
+                event = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            usage = event.get("usage") or usage
+            text = message_of(event)
+            if text:
+                messages.append(text)
+                on_message(text)
+        proc.wait()
+        timer.cancel()
+    return AgentRun(
+        exit_code=None if timer.fired else proc.returncode,
+        timed_out=timer.fired,
+        seconds=round(time.monotonic() - start, 3),
+        log_path=str(log_path),
+        messages=messages,
+        usage=usage,
+    )
+
+
+class _Killer:
+    """Kills the agent's process group at its deadline."""
+
+    def __init__(self, proc: subprocess.Popen[str], timeout_s: float) -> None:
+        self.fired = False
+        self._proc = proc
+        self._timer = threading.Timer(timeout_s, self._fire)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def _fire(self) -> None:
+        self.fired = True
+        kill_group(self._proc.pid)
+
+    def cancel(self) -> None:
+        self._timer.cancel()
