@@ -165,3 +165,34 @@ def test_feature_removal_against_a_real_model(llama_server, scheme_repo: Path) -
         assert json.loads(r.stdout.splitlines()[0])["usage"]["calls"] >= 1
     else:
         assert "dropped" in r.stderr or "no candidates" in r.stderr
+
+
+@pytest.mark.model
+def test_rl_process_gsm8k_openai_mode_with_a_real_model(llama_server, tmp_path: Path) -> None:
+    """OpenAI mode: the server parses tool calls; groups carry messages and scores (rewards will be low)."""
+    _, port = llama_server
+    out = tmp_path / "groups.jsonl"
+    r = run_cli(
+        "rl",
+        "process",
+        "gsm8k",
+        "--items",
+        "1",
+        "--group-size",
+        "2",
+        "--max-turns",
+        "3",
+        "--max-tokens",
+        "96",
+        "--model",
+        "openai/smollm2",
+        "--api-base",
+        f"http://127.0.0.1:{port}/v1",
+        "--out",
+        str(out),
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    group = json.loads(out.read_text())
+    assert group["mode"] == "openai" and "tokens" not in group and len(group["scores"]) == 2
+    assert all(m[-1]["role"] in ("assistant", "tool", "user") for m in group["messages"])
+    assert any(msg["role"] == "assistant" for m in group["messages"] for msg in m)

@@ -20,3 +20,7 @@ class SandboxError(RepogymError):
     """A sandbox cannot be created or used (not a failing command: that is an ExecResult)."""
 
     exit_code = 1
+
+
+class SandboxDied(SandboxError):
+    """The sandbox is gone (closed, its working copy removed): an infrastructure failure, not a tool error."""

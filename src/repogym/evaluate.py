@@ -121,7 +121,10 @@ def _run_external(ext: ExternalAgentConfig, description: str, spec: EnvSpec, wc:
     )
 
 
-def _grade_in(wc: Path, rec: ValidatedRecord, spec: EnvSpec, cfg: EvalConfig, result: EvalResult) -> EvalResult:
+def grade_workdir(
+    wc: Path, rec: ValidatedRecord, spec: EnvSpec, timeout_s: float
+) -> tuple[dict[str, str], list[str], bool, str | None]:
+    """Reset the files tests.diff touches, apply it, run the suite: (F2P outcomes, P2P failed, resolved, error)."""
     for f in changed_files(rec.tests_diff):
         if git(["ls-files", "--error-unmatch", f], cwd=wc, check=False).strip():
             git(["checkout", "-q", "HEAD", "--", f], cwd=wc)
@@ -130,11 +133,17 @@ def _grade_in(wc: Path, rec: ValidatedRecord, spec: EnvSpec, cfg: EvalConfig, re
     try:
         apply_diff(wc, rec.tests_diff)
     except GitError as e:
-        result.error = f"tests.diff does not apply after the agent's changes: {e}"
-        return result
+        return {}, [], False, f"tests.diff does not apply after the agent's changes: {e}"
     with open_env_sandbox(spec, wc) as sb:
-        run = run_tests(spec, sb, cfg.suite_timeout_s)
-    result.fail_to_pass, result.pass_to_pass_failed, result.resolved = grade(rec, run.outcomes)
+        run = run_tests(spec, sb, timeout_s)
+    f2p, p2p_failed, resolved = grade(rec, run.outcomes)
+    return f2p, p2p_failed, resolved, None
+
+
+def _grade_in(wc: Path, rec: ValidatedRecord, spec: EnvSpec, cfg: EvalConfig, result: EvalResult) -> EvalResult:
+    f2p, p2p_failed, resolved, error = grade_workdir(wc, rec, spec, cfg.suite_timeout_s)
+    result.fail_to_pass, result.pass_to_pass_failed, result.resolved = f2p, p2p_failed, resolved
+    result.error = error or result.error
     return result
 
 

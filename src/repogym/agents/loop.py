@@ -32,6 +32,7 @@ class AgentConfig(BaseModel):
     command_timeout_s: float = Field(120.0, description="Timeout of one bash command.")
     max_output_bytes: int = Field(20_000, description="Output cap of one tool result.")
     tool_choice: str = Field("auto", description="tool_choice sent with every call.")
+    stop_on_text: bool = Field(False, description="End the rollout when the model answers without a tool call.")
 
 
 class Trajectory(BaseModel):
@@ -86,6 +87,8 @@ async def run_agent(llm: LLM, sandbox: Sandbox, system: str, user: str, cfg: Age
             message = {k: v for k, v in out.message.items() if k in ("role", "content", "tool_calls")}
             messages.append(message)
             calls = message.get("tool_calls") or []
+            if not calls and cfg.stop_on_text:
+                raise StopRollout("answered")
             if not calls:
                 messages.append({"role": "user", "content": NUDGE})
             for call in calls:

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from repogym.errors import SandboxError
+from repogym.errors import SandboxDied, SandboxError
 from repogym.sandbox import Sandbox
 
 
@@ -112,6 +112,8 @@ def run_tool(sandbox: Sandbox, name: str, raw_args: Any, allowed: tuple[str, ...
         return ToolResult(f"error: {name}: {problem}", error=True)
     try:
         return _dispatch(sandbox, name, args, limits)
+    except SandboxDied:
+        raise  # not the model's fault: the rollout ends as an infrastructure failure
     except (SandboxError, OSError, UnicodeError) as e:
         return ToolResult(f"error: {name}: {e}", error=True)
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 
-from repogym.errors import SandboxError
+from repogym.errors import SandboxDied, SandboxError
 
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MAX_OUTPUT = 1_000_000
@@ -172,8 +172,8 @@ class Sandbox(ABC):
 
         Raises SandboxError only if the sandbox is closed or cannot start.
         """
-        if self.closed:
-            raise SandboxError(f"the {self.name} sandbox for {self.repo_dir} is closed")
+        if self.closed or not self.repo_dir.is_dir():
+            raise SandboxDied(f"the {self.name} sandbox for {self.repo_dir} is closed or its working copy is gone")
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         full_env = {"HOME": self.tmp_inside, "TMPDIR": self.tmp_inside, "LANG": "C.UTF-8", **self.base_env}
         full_env.update(env or {})

@@ -1,0 +1,123 @@
+"""`repogym rl process | serve | eval`: groups of rollouts to JSONL, to an Atropos trainer, or an evaluation."""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import tomllib
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from repogym.agents.loop import AgentConfig
+from repogym.errors import RepogymError
+from repogym.llm import LLM, ModelConfig
+from repogym.rl.envs.base import Environment, GroupResult, run_group
+from repogym.sandbox.pool import SandboxPool
+
+
+class RlConfig(BaseModel):
+    """One run; every field can come from a TOML file (same names) or a flag."""
+
+    env: str = Field(description="gsm8k or swe.")
+    data: Path | None = Field(None, description="gsm8k: a JSONL file (default: the bundled 100); swe: a state dir.")
+    model: str = Field("openai/boa", description="provider/name of the served model.")
+    api_base: str | None = Field(None, description="Base URL of the OpenAI-compatible or generate endpoint.")
+    server_format: str = Field(
+        "openai", description="openai (server-side tool parsing), vllm, vllm-completions, sglang."
+    )
+    tokenizer: Path | None = Field(None, description="managed: tokenizer.json of the model.")
+    chat_template: Path | None = Field(None, description="managed: the model's chat template (jinja2).")
+    eos_token: str = Field("<|im_end|>", description="managed: the end-of-turn token.")
+    parser: str = Field("hermes", description="managed: tool-call parser name.")
+    items: int = Field(4, description="Items (groups) to run.")
+    group_size: int = Field(4, description="Rollouts per item.")
+    slots: int = Field(8, description="Sandbox slots (concurrent rollouts).")
+    max_turns: int = Field(10, description="Model calls per rollout.")
+    max_tokens: int = Field(512, description="Tokens per model call.")
+    temperature: float = Field(1.0, description="Sampling temperature (eval uses 0).")
+    seed: int = Field(0, description="Item order.")
+    normalize_std: bool = Field(False, description="Divide advantages by the group's std.")
+    max_batches_offpolicy: int = Field(3, description="serve: batches the env may run ahead of the trainer.")
+    max_token_length: int = Field(8192, description="serve: announced to the trainer.")
+
+
+def load_config(path: Path | None, overrides: dict[str, Any]) -> RlConfig:
+    """TOML values, then the flags that were given."""
+    base: dict[str, Any] = {}
+    if path is not None:
+        try:
+            base = tomllib.loads(path.read_text())
+        except (OSError, tomllib.TOMLDecodeError) as e:
+            raise RepogymError(f"{path}: cannot read the config ({e})") from e
+        base = {k.replace("-", "_"): v for k, v in base.items()}
+    return RlConfig.model_validate({**base, **{k: v for k, v in overrides.items() if v is not None}})
+
+
+def make_env(cfg: RlConfig) -> Environment:
+    if cfg.env == "gsm8k":
+        from repogym.rl.envs.gsm8k import Gsm8kEnv
+
+        return Gsm8kEnv(cfg.data, seed=cfg.seed)
+    if cfg.env == "swe":
+        from repogym.rl.envs.swe import SweEnv
+
+        if cfg.data is None:
+            raise RepogymError("the swe environment needs a workflow state dir: repogym rl process swe STATE_DIR")
+        return SweEnv(cfg.data, seed=cfg.seed)
+    raise RepogymError(f"unknown environment {cfg.env!r}; choose one of: gsm8k, swe")
+
+
+def make_backend(cfg: RlConfig, temperature: float) -> tuple[Callable[[], Any], Callable[[], Any]]:
+    """(a factory of per-rollout model clients, an async closer). OpenAI mode shares one client."""
+    if cfg.server_format == "openai":
+        llm = LLM(
+            ModelConfig(model=cfg.model, api_base=cfg.api_base, max_tokens=cfg.max_tokens, temperature=temperature)
+        )
+        return (lambda: llm), llm.close
+    from repogym.rl.parsers import get_parser
+    from repogym.rl.servers import GenerateClient
+    from repogym.rl.tokens import ChatTokenizer, ManagedLLM
+
+    if cfg.tokenizer is None or cfg.chat_template is None or cfg.api_base is None:
+        raise RepogymError("managed mode needs --tokenizer tokenizer.json, --chat-template FILE and --api-base URL")
+    tok = ChatTokenizer.from_files(str(cfg.tokenizer), cfg.chat_template.read_text(), {"eos_token": cfg.eos_token})
+    parser = get_parser(cfg.parser)
+    client = GenerateClient(cfg.api_base, cfg.server_format, model=cfg.model.split("/", 1)[-1])
+    return (lambda: ManagedLLM(client, tok, parser, cfg.max_tokens, temperature)), client.close
+
+
+async def groups(
+    cfg: RlConfig, env: Environment, items: list[dict[str, Any]], temperature: float, group_size: int,
+    on_group: Callable[[GroupResult], Any], on_slot: Callable[[Any], None] | None = None,
+) -> None:  # fmt: skip
+    """Run one group per item, all through one sandbox pool."""
+    make_llm, close = make_backend(cfg, temperature)
+    pool = SandboxPool(env.make_sandbox, size=cfg.slots)
+    agent = AgentConfig(max_turns=cfg.max_turns, stop_on_text=env.name == "gsm8k", command_timeout_s=60)
+    try:
+        for item in items:
+            result = await run_group(env, item, group_size, make_llm, pool, agent, cfg.normalize_std, on_slot)
+            out = on_group(result)
+            if asyncio.iscoroutine(out):
+                await out
+    finally:
+        pool.close()
+        await close()
+
+
+def summary(results: list[GroupResult]) -> dict[str, Any]:
+    scores = [s for r in results if r.group for s in r.group.scores]
+    lengths = [len(t) for r in results if r.group and r.group.tokens for t in r.group.tokens]
+    turns = [t for r in results for t in r.turns]
+    return {
+        "groups": sum(1 for r in results if r.group),
+        "rollouts": len(scores),
+        "infrastructure_failures": sum(len(r.failures) for r in results),
+        "reward_mean": round(statistics.fmean(scores), 4) if scores else None,
+        "turns_mean": round(statistics.fmean(turns), 2) if turns else None,
+        "tokens_mean": round(statistics.fmean(lengths), 1) if lengths else None,
+        "mode": next((r.group.mode for r in results if r.group), None),
+    }
