@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean model-deps rl-deps
+.PHONY: demo test lint bench clean model-deps rl-deps agent-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,9 +34,15 @@ model-deps: $(STAMP)
 rl-deps:
 	test -x .venv-atropos/bin/run-api || ($(PY) -m venv .venv-atropos && .venv-atropos/bin/pip install -q atroposlib==0.4.0)
 
+# External coding agents for their adapter tests: codex (npm; its linux binary ships in the package) and
+# mini-swe-agent (PyPI, in a venv of its own).
+agent-deps:
+	command -v codex >/dev/null 2>&1 || npm install -g --silent @openai/codex@0.171.0
+	test -x .venv-mini/bin/mini || ($(PY) -m venv .venv-mini && .venv-mini/bin/pip install -q mini-swe-agent==2.4.6)
+
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sandbox_overhead.py
 	$(BIN)/python benchmarks/pipeline.py
 
 clean:
-	rm -rf $(VENV) .venv-atropos outputs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-atropos .venv-mini outputs .pytest_cache .mypy_cache .ruff_cache

@@ -251,3 +251,66 @@ def test_codex_agent_against_the_scripted_server(task: tuple[Path, Path], tmp_pa
     log = Path(res["trajectory"]).with_suffix(".log.jsonl").read_text()
     assert '"type":"command_execution"' in log and "I restored the reverse primitive." in log
     assert (Path.home() / ".codex").exists() == had_home, "codex wrote only in its private CODEX_HOME"
+
+
+def _mini() -> str | None:
+    import os
+    import shutil
+
+    from conftest import ROOT
+
+    local = ROOT / ".venv-mini" / "bin" / "mini"
+    return os.environ.get("REPOGYM_MINI") or (str(local) if local.exists() else shutil.which("mini"))
+
+
+@pytest.mark.skipif(_mini() is None, reason="mini-swe-agent is not installed (make agent-deps)")
+def test_mini_swe_agent_against_the_scripted_server(task: tuple[Path, Path], tmp_path: Path) -> None:
+    """The real mini-swe-agent (litellm underneath) pointed at the scripted server's chat completions."""
+    _, validated = task
+    write = f"cat > scheme/builtins.py <<'EOF_REPOGYM'\n{ORIGINAL}EOF_REPOGYM"
+    script = [
+        ToolCall("bash", {"command": write}),
+        ToolCall("bash", {"command": "echo COMPLETE_TASK_AND_SUBMIT_FINAL_OUTPUT"}),
+    ]
+    with ScriptedServer(script) as server:
+        r = run_cli(
+            "eval",
+            "--validated",
+            str(validated),
+            "--agent",
+            "mini-swe-agent",
+            "--agent-binary",
+            str(_mini()),
+            "--model",
+            "openai/boa",
+            "--api-base",
+            server.url,
+            "--output-dir",
+            str(tmp_path),
+        )
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = _result(tmp_path)
+    assert res["resolved"] is True and res["stop_reason"] == "submitted", res
+    assert "Add the `reverse` list primitive" in json.dumps(server.requests[0]["messages"])
+    log = json.loads(Path(res["trajectory"]).with_suffix(".log.jsonl").read_text())
+    assert log["info"]["exit_status"] and any(m["role"] == "tool" for m in log["messages"])
+
+
+def test_missing_external_agent_is_explained(task: tuple[Path, Path], tmp_path: Path) -> None:
+    _, validated = task
+    r = run_cli(
+        "eval",
+        "--validated",
+        str(validated),
+        "--agent",
+        "codex",
+        "--agent-binary",
+        "/nonexistent/codex",
+        "--model",
+        "openai/boa",
+        "--api-base",
+        "http://127.0.0.1:9/v1",
+        "--output-dir",
+        str(tmp_path),
+    )
+    assert r.returncode == 2 and "codex is not installed: npm install -g @openai/codex" in r.stderr

@@ -753,7 +753,7 @@ def _load_tasks(validated: Path, tasks: Path | None, ids: list[str] | None) -> l
 def eval_cmd(
     validated: Path = typer.Option(..., "--validated", help="validated_tasks.jsonl"),
     tasks: Path | None = typer.Option(None, "--tasks", help="tasks.jsonl (task descriptions, when not in V)."),
-    agent: str = typer.Option("builtin", "--agent", help="The agent: builtin or codex."),
+    agent: str = typer.Option("builtin", "--agent", help="The agent: builtin, codex or mini-swe-agent."),
     agent_binary: str | None = typer.Option(None, "--agent-binary", help="Path of an external agent's executable."),
     model: str = typer.Option(..., "--model", help="provider/name, e.g. openai/boa."),
     api_base: str | None = API_BASE_OPT,
@@ -774,7 +774,7 @@ def eval_cmd(
     """Run an agent on validated tasks and grade it by FAIL_TO_PASS / PASS_TO_PASS; resumable."""
     import asyncio
 
-    from repogym.agents.cli import AGENTS, ExternalAgentConfig
+    from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
     from repogym.agents.loop import AgentConfig
     from repogym.evaluate import EvalConfig, EvalResult, evaluate
     from repogym.progress import stage
@@ -789,6 +789,7 @@ def eval_cmd(
         external = ExternalAgentConfig(
             agent=agent, model=name, api_base=api_base, binary=agent_binary, timeout_s=max_seconds
         )
+        check_installed(external)
     cfg = EvalConfig(
         model=_model_config(model, api_base, max_tokens, False, max_retries=max_retries),
         agent=AgentConfig(

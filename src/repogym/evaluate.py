@@ -108,7 +108,10 @@ async def attempt_task(
 def _run_external(ext: ExternalAgentConfig, description: str, spec: EnvSpec, wc: Path, traj_path: Path) -> Trajectory:
     """An external agent works on the host in the working copy; its run becomes a trajectory record."""
     text = f"{SYSTEM}\n\n{prompt(description, spec, False)}".replace("/repo", str(wc))
-    run = run_external(ext, text, wc, traj_path.with_suffix(".log.jsonl"), lambda _m: None)
+    try:
+        run = run_external(ext, text, wc, traj_path.with_suffix(".log.jsonl"), lambda _m: None)
+    except Exception as e:  # the agent could not run: this attempt is an infrastructure failure, not a crash
+        return Trajectory(messages=[], stop_reason="infrastructure_error", error=f"{type(e).__name__}: {e}")
     reason = "max_seconds" if run.timed_out else ("submitted" if run.exit_code == 0 else "agent_error")
     messages = [{"role": "user", "content": text}] + [{"role": "assistant", "content": m} for m in run.messages]
     return Trajectory(

@@ -49,7 +49,10 @@ class AgentRun(BaseModel):
     usage: dict[str, Any] = Field(default_factory=dict)
 
 
-INSTALL = {"codex": "npm install -g @openai/codex (or pass --agent-binary PATH)"}
+INSTALL = {
+    "codex": "npm install -g @openai/codex (or pass --agent-binary PATH)",
+    "mini-swe-agent": "pip install mini-swe-agent (or pass --agent-binary PATH to its `mini`)",
+}
 
 
 def _codex(cfg: ExternalAgentConfig, prompt: str, workdir: Path, home: Path) -> tuple[list[str], dict[str, str]]:
@@ -92,9 +95,59 @@ def _codex_message(event: dict[str, Any]) -> str | None:
     return None
 
 
-AGENTS: dict[str, tuple[Callable[..., tuple[list[str], dict[str, str]]], Callable[[dict[str, Any]], str | None]]] = {
-    "codex": (_codex, _codex_message),
+def _mini(cfg: ExternalAgentConfig, prompt: str, workdir: Path, home: Path) -> tuple[list[str], dict[str, str]]:
+    """mini-swe-agent's `mini` in yolo mode, its global config in a private directory, litellm pointed at the
+    base URL and kept offline (no cost-map download). Its trajectory JSON is the log."""
+    if cfg.allowed_commands or cfg.web_search:
+        raise RepogymError("mini-swe-agent cannot restrict commands or search the web: run it in a sandbox instead")
+    binary = cfg.binary or shutil.which("mini") or ""
+    (home / ".env").write_text("MSWEA_CONFIGURED=true\n")
+    argv = [binary, "-m", f"openai/{cfg.model or 'default'}", "-t", prompt, "-y", "-o", str(home / "trajectory.json"),
+            "-c", "mini.yaml", "-c", "agent.confirm_exit=false"]  # fmt: skip
+    if cfg.api_base:
+        argv += ["-c", f"model.model_kwargs.api_base={cfg.api_base}"]
+    env = {
+        "MSWEA_GLOBAL_CONFIG_DIR": str(home),
+        "MSWEA_COST_TRACKING": "ignore_errors",
+        "LITELLM_LOCAL_MODEL_COST_MAP": "True",
+        "OPENAI_API_KEY": os.environ.get("OPENAI_API_KEY", "none"),
+    }
+    return argv, env
+
+
+def _mini_finish(home: Path, log_path: Path) -> tuple[list[str], dict[str, Any]]:
+    traj = home / "trajectory.json"
+    if not traj.exists():
+        return [], {}
+    data = json.loads(traj.read_text())
+    log_path.write_text(json.dumps(data) + "\n")
+    messages = [
+        str(m["content"]) for m in data.get("messages", []) if m.get("role") == "assistant" and m.get("content")
+    ]
+    return messages, dict(data.get("info", {}).get("model_stats", {}))
+
+
+def _no_finish(home: Path, log_path: Path) -> tuple[list[str], dict[str, Any]]:
+    return [], {}
+
+
+# name -> (command builder, message in a streamed JSON event, reader of a log written at the end)
+AGENTS: dict[
+    str, tuple[Any, Callable[[dict[str, Any]], str | None], Callable[[Path, Path], tuple[list[str], dict[str, Any]]]]
+] = {
+    "codex": (_codex, _codex_message, _no_finish),
+    "mini-swe-agent": (_mini, lambda _e: None, _mini_finish),
 }
+
+
+def check_installed(cfg: ExternalAgentConfig) -> None:
+    """Fail early, before any task runs, when the agent's executable is missing."""
+    if cfg.agent not in AGENTS:
+        raise RepogymError(f"unknown agent {cfg.agent!r}; choose one of: {', '.join(AGENTS)}")
+    default = {"codex": "codex", "mini-swe-agent": "mini"}[cfg.agent]
+    binary = cfg.binary or shutil.which(default)
+    if not binary or not Path(binary).exists():
+        raise RepogymError(f"{cfg.agent} is not installed: {INSTALL[cfg.agent]}")
 
 
 def run_external(
@@ -103,13 +156,17 @@ def run_external(
     """Run the agent to completion (or its timeout), streaming its JSON log to ``log_path``."""
     if cfg.agent not in AGENTS:
         raise RepogymError(f"unknown agent {cfg.agent!r}; choose one of: {', '.join(AGENTS)}")
-    build, message_of = AGENTS[cfg.agent]
+    build, message_of, finish = AGENTS[cfg.agent]
     home = Path(tempfile.mkdtemp(prefix=f"repogym-{cfg.agent}-home-"))
     try:
         argv, env = build(cfg, prompt, workdir, home)
         if not argv[0] or not Path(argv[0]).exists():
             raise RepogymError(f"{cfg.agent} is not installed: {INSTALL[cfg.agent]}")
-        return _stream(argv, {**os.environ, **env}, workdir, cfg.timeout_s, log_path, message_of, on_message)
+        run = _stream(argv, {**os.environ, **env}, workdir, cfg.timeout_s, log_path, message_of, on_message)
+        messages, usage = finish(home, log_path)
+        for m in messages:
+            on_message(m)
+        return run.model_copy(update={"messages": run.messages + messages, "usage": usage or run.usage})
     finally:
         shutil.rmtree(home, ignore_errors=True)
 
@@ -140,6 +197,8 @@ def _stream(
             try:
                 event = json.loads(line)
             except json.JSONDecodeError:
+                continue
+            if not isinstance(event, dict):
                 continue
             usage = event.get("usage") or usage
             text = message_of(event)
