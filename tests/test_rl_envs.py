@@ -223,15 +223,18 @@ def test_killed_sandbox_is_an_infrastructure_failure(gsm_data: Path) -> None:
     holder: dict[str, SandboxPool] = {}
     killed: list[bool] = []
 
+    counter = iter(range(100))
+
     def script(req: dict):
         msgs = req["messages"]
         if len(msgs) == 2:
-            return ToolCall("bash", {"command": "python3 -c 'print(6 * 7)'"})
+            return ToolCall("bash", {"command": f"touch mark{next(counter)} && python3 -c 'print(6 * 7)'"})
         if not killed and len(msgs) == 4:
-            # The first rollout back from its tool call loses its sandbox, as a crash would.
+            # This rollout loses its own sandbox between two tool calls, as a crash would.
             killed.append(True)
-            busy = [d for d in holder["pool"].root.iterdir() if (d / "repo").exists()]
-            shutil.rmtree(busy[0])
+            mark = json.loads(msgs[2]["tool_calls"][0]["function"]["arguments"])["command"].split()[1]
+            mine = [d for d in holder["pool"].root.iterdir() if (d / "repo" / mark).exists()]
+            shutil.rmtree(mine[0])
             return ToolCall("bash", {"command": "echo after"})
         return "So \\boxed{42}."
 
