@@ -314,3 +314,60 @@ def test_missing_external_agent_is_explained(task: tuple[Path, Path], tmp_path: 
         str(tmp_path),
     )
     assert r.returncode == 2 and "codex is not installed: npm install -g @openai/codex" in r.stderr
+
+
+@pytest.mark.skipif(_codex() is None, reason="codex is not installed (npm install -g @openai/codex)")
+def test_validate_with_codex_then_check(task: tuple[Path, Path], tmp_path: Path) -> None:
+    """codex follows the protocol through shell commands; the suite runs in repogym's sandbox (--in-place)."""
+    repo, _ = task
+    rec = TaskRecord(
+        task_id="scheme_interpreter/8",
+        repo=str(repo),
+        commit_sha=open_repo(repo).commit_sha,
+        subject="reverse",
+        task_description="Add the `reverse` primitive.",
+        patches=REVERSE_PATCH,
+    )
+    seen: list[str] = []
+
+    def script(req: dict):
+        prompt = json.dumps(req["input"])
+        seen.append(prompt)
+        step = sum(1 for item in req["input"] if item.get("type") == "function_call")
+        test_cmd = prompt.split("Run the test suite only with exactly this command:")[1].split("\\n\\n")[1].strip()
+        cmds = [
+            f"cat > tests/test_feature.py <<'EOF_T'\n{NEW_TEST}EOF_T\n"
+            "git add -A && git commit -q -m 'tests for the feature'",
+            "python3 - <<'EOF_P'\nimport pathlib\nb = pathlib.Path('scheme/builtins.py')\n"
+            "b.write_text(b.read_text().replace('        \"reverse\": reverse,\\n', ''))\n"
+            "t = pathlib.Path('tests/test_builtins.py')\n"
+            f"t.write_text(t.read_text().replace({TEST_REVERSE!r}, ''))\nEOF_P\n"
+            "rm tests/test_feature.py",
+            test_cmd,
+        ]
+        return ToolCall("exec_command", {"cmd": cmds[step]}) if step < len(cmds) else "Validated."
+
+    out = tmp_path / "validated.jsonl"
+    with ScriptedServer(script) as server:
+        r = run_cli(
+            "validate",
+            "--agent",
+            "codex",
+            "--agent-binary",
+            str(_codex()),
+            "--model",
+            "openai/boa",
+            "--api-base",
+            server.url,
+            "--input-json",
+            rec.model_dump_json(),
+            "--output",
+            str(out),
+        )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "-m repogym env test" in seen[0] and "--in-place" in seen[0]
+    v = json.loads(out.read_text())
+    assert v["validator"] == "codex:boa" and "tests/test_feature.py" in v["tests.diff"]
+    checks = tmp_path / "checks.jsonl"
+    assert run_cli("check", str(out), "--output", str(checks)).returncode == 0
+    assert json.loads(checks.read_text())["ok"]

@@ -185,6 +185,9 @@ def env_test(
     image: str | None = typer.Option(None, "--image", help="podman/docker: image name (default env_agent__NAME)."),
     timeout: float = typer.Option(900.0, "--timeout", help="Seconds before the suite is killed."),
     as_json: bool = typer.Option(False, "--json", help="Print per-test outcomes as JSON."),
+    in_place: bool = typer.Option(
+        False, "--in-place", help="Test REPO's work tree as it is (uncommitted edits included), not a clean copy."
+    ),
 ) -> None:
     """Run the test suite in the sandbox and print per-test outcomes (builds the environment if needed)."""
     import json
@@ -196,8 +199,14 @@ def env_test(
     spec = environment.prepare(
         src, pick_backend(backend), test_deps=test_deps, test_command=test_command, image=image, say=say
     )
-    with temp_working_copy(src) as wc, environment.open_env_sandbox(spec, wc) as sb:
-        run = environment.run_tests(spec, sb, timeout_s=timeout)
+    if in_place:
+        if not Path(repo).is_dir():
+            raise RepogymError(f"--in-place needs a directory, not {repo}")
+        with environment.open_env_sandbox(spec, Path(repo)) as sb:
+            run = environment.run_tests(spec, sb, timeout_s=timeout)
+    else:
+        with temp_working_copy(src) as wc, environment.open_env_sandbox(spec, wc) as sb:
+            run = environment.run_tests(spec, sb, timeout_s=timeout)
     if as_json:
         print(
             json.dumps(
@@ -369,7 +378,10 @@ def synth_cmd(
 
 @app.command("validate")
 def validate_cmd(
-    agent: str = typer.Option("auto", "--agent", help="Validator: auto (no LLM) or builtin (an agent; --model)."),
+    agent: str = typer.Option(
+        "auto", "--agent", help="Validator: auto (no LLM), or an agent: builtin, codex or mini-swe-agent (--model)."
+    ),
+    agent_binary: str | None = typer.Option(None, "--agent-binary", help="Path of an external agent's executable."),
     model: str | None = MODEL_OPT,
     api_base: str | None = API_BASE_OPT,
     max_turns: int = typer.Option(60, "--max-turns", help="builtin: model calls per task."),
@@ -386,13 +398,25 @@ def validate_cmd(
     import json
 
     from repogym import environment, validate
+    from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
     from repogym.records import TaskRecord, append_record, existing_ids, load_records
     from repogym.repo import open_repo
 
-    if agent not in ("auto", "builtin"):
-        raise RepogymError(f"unknown agent {agent!r}; choose one of: auto, builtin")
-    if agent == "builtin" and not model:
-        raise RepogymError("--agent builtin needs --model provider/name")
+    if agent not in ("auto", "builtin", *AGENTS):
+        raise RepogymError(f"unknown agent {agent!r}; choose one of: auto, builtin, {', '.join(AGENTS)}")
+    if agent != "auto" and not model:
+        raise RepogymError(f"--agent {agent} needs --model provider/name")
+    runner: validate.BuiltinRunner | validate.ExternalRunner | None = None
+    if agent == "builtin":
+        from repogym.agents.loop import AgentConfig
+
+        assert model is not None
+        runner = validate.BuiltinRunner(_model_config(model, api_base, None, False), AgentConfig(max_turns=max_turns))
+    elif agent != "auto":
+        assert model is not None
+        ext = ExternalAgentConfig(agent=agent, model=model.split("/", 1)[-1], api_base=api_base, binary=agent_binary)
+        check_installed(ext)
+        runner = validate.ExternalRunner(ext, output.parent / "agent_logs")
     if (input_json is None) == (tasks is None):
         raise RepogymError("give exactly one of --input-json and --tasks")
     if input_json is not None:
@@ -415,14 +439,9 @@ def validate_cmd(
         src = open_repo(repo or rec.repo, rec.commit_sha, say=say)
         spec = environment.prepare(src, chosen, say=say)
         try:
-            if agent == "builtin":
-                from repogym.agents.loop import AgentConfig
-
-                assert model is not None
+            if runner is not None:
                 tips = tips_path.read_text() if tips_path and tips_path.exists() else ""
-                record, _ = validate.validate_with_agent(
-                    rec, src, spec, _model_config(model, api_base, None, False), AgentConfig(max_turns=max_turns), tips
-                )
+                record, _ = validate.validate_with_agent(rec, src, spec, runner, tips)
             else:
                 base = validate.baseline(src, spec)
                 record = validate.validate_auto(rec, src, spec, base, timeout or base.timeout(), max_fail_fraction)

@@ -15,8 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from repogym.agents.cli import ExternalAgentConfig, run_external
-from repogym.agents.loop import AgentConfig, Trajectory, run_agent
+from repogym.agents.cli import ExternalAgentConfig, external_trajectory
+from repogym.agents.loop import AgentConfig, run_agent
 from repogym.agents.tools import ALL_TOOLS, FILE_TOOLS
 from repogym.check import check_task
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
@@ -86,7 +86,10 @@ async def attempt_task(
         except GitError as e:
             return EvalResult(task_id=rec.task_id, attempt=n, resolved=False, stop_reason="bad_task", error=str(e))
         if cfg.external is not None:
-            traj = await asyncio.to_thread(_run_external, cfg.external, description, spec, wc, traj_path)
+            text = f"{SYSTEM}\n\n{prompt(description, spec, False)}".replace("/repo", str(wc))
+            traj = await asyncio.to_thread(
+                external_trajectory, cfg.external, text, wc, traj_path.with_suffix(".log.jsonl")
+            )
         else:
             llm = LLM(cfg.model)
             try:
@@ -103,25 +106,6 @@ async def attempt_task(
         if traj.stop_reason == "infrastructure_error":
             return result
         return await asyncio.to_thread(_grade_in, wc, rec, spec, cfg, result)
-
-
-def _run_external(ext: ExternalAgentConfig, description: str, spec: EnvSpec, wc: Path, traj_path: Path) -> Trajectory:
-    """An external agent works on the host in the working copy; its run becomes a trajectory record."""
-    text = f"{SYSTEM}\n\n{prompt(description, spec, False)}".replace("/repo", str(wc))
-    try:
-        run = run_external(ext, text, wc, traj_path.with_suffix(".log.jsonl"), lambda _m: None)
-    except Exception as e:  # the agent could not run: this attempt is an infrastructure failure, not a crash
-        return Trajectory(messages=[], stop_reason="infrastructure_error", error=f"{type(e).__name__}: {e}")
-    reason = "max_seconds" if run.timed_out else ("submitted" if run.exit_code == 0 else "agent_error")
-    messages = [{"role": "user", "content": text}] + [{"role": "assistant", "content": m} for m in run.messages]
-    return Trajectory(
-        messages=messages,
-        stop_reason=reason,
-        turns=len(run.messages),
-        usage=run.usage,
-        seconds=run.seconds,
-        error=None if run.exit_code == 0 else f"{ext.agent} exited with {run.exit_code}; log: {run.log_path}",
-    )
 
 
 def grade_workdir(

@@ -7,10 +7,13 @@ src.diff removes the feature and exactly those test functions; tests.diff adds t
 from __future__ import annotations
 
 import ast
+import shlex
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from repogym import patches
+from repogym.agents.cli import ExternalAgentConfig, external_trajectory
 from repogym.agents.loop import AgentConfig, Trajectory, run_agent
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.errors import PatchError, RepogymError
@@ -195,35 +198,65 @@ Do at most {max_runs} suite runs in all. Steps:
 """
 
 
+class BuiltinRunner:
+    """The built-in agent, in a sandbox over the working copy (which it sees at /repo)."""
+
+    def __init__(self, model: ModelConfig, agent: AgentConfig) -> None:
+        self.model, self.agent = model, agent
+        self.validator = f"agent:{model.model}"
+
+    def test_command(self, spec: EnvSpec, wc: Path) -> str:
+        return spec.test_command.split(" --junitxml")[0]
+
+    def run(self, prompt: str, spec: EnvSpec, wc: Path) -> Trajectory:
+        import asyncio
+
+        async def go() -> Trajectory:
+            llm = LLM(self.model)
+            try:
+                with open_env_sandbox(spec, wc) as sb:
+                    return await run_agent(llm, sb, "You are a careful software engineer.", prompt, self.agent)
+            finally:
+                await llm.close()
+
+        return asyncio.run(go())
+
+
+class ExternalRunner:
+    """An external coding agent (codex, mini-swe-agent) on the host, in the working copy; its one way to run
+    the suite is repogym's sandbox, through `repogym env test DIR --in-place`."""
+
+    def __init__(self, cfg: ExternalAgentConfig, log_dir: Path) -> None:
+        self.cfg, self.log_dir = cfg, log_dir
+        self.validator = f"{cfg.agent}:{cfg.model}"
+
+    def test_command(self, spec: EnvSpec, wc: Path) -> str:
+        repogym = f"{shlex.quote(sys.executable)} -m repogym"
+        return f"{repogym} env test {shlex.quote(str(wc))} --in-place --backend {spec.backend}"
+
+    def run(self, prompt: str, spec: EnvSpec, wc: Path) -> Trajectory:
+        text = prompt.replace("/repo", str(wc))
+        return external_trajectory(self.cfg, text, wc, self.log_dir / f"{wc.name}.log.jsonl")
+
+
 def validate_with_agent(
-    task: TaskRecord, src: RepoSource, spec: EnvSpec, model: ModelConfig, agent: AgentConfig, tips: str = ""
+    task: TaskRecord, src: RepoSource, spec: EnvSpec, runner: BuiltinRunner | ExternalRunner, tips: str = ""
 ) -> tuple[ValidatedRecord, Trajectory]:
-    """The Build-A-Bench validation protocol, run by the built-in agent in a sandbox of a working copy.
+    """The Build-A-Bench validation protocol, run by an agent in a working copy.
 
     The agent commits the feature's tests once, then leaves the removal (source change and removed tests)
     uncommitted: src.diff = base -> work tree, tests.diff = work tree -> that commit, on the test files.
     """
-    import asyncio
-
     with temp_working_copy(src, prefix="repogym-agent-validate-") as wc:
         prompt = AGENT_PROTOCOL.format(
-            test_command=spec.test_command.split(" --junitxml")[0],
+            test_command=runner.test_command(spec, wc),
             max_runs=6,
             tips=f"\nTips from earlier tasks:\n{tips}\n" if tips else "",
             subject=task.subject,
             description=task.task_description,
             patches=task.patches,
         )
-
-        async def go() -> Trajectory:
-            llm = LLM(model)
-            try:
-                with open_env_sandbox(spec, wc) as sb:
-                    return await run_agent(llm, sb, "You are a careful software engineer.", prompt, agent)
-            finally:
-                await llm.close()
-
-        traj = asyncio.run(go())
+        traj = runner.run(prompt, spec, wc)
         if traj.stop_reason != "submitted":
             raise Rejected(
                 f"the agent stopped without submitting ({traj.stop_reason}{': ' + traj.error if traj.error else ''})"
@@ -246,7 +279,7 @@ def validate_with_agent(
         commit_sha=src.commit_sha,
         task_description=task.task_description,
         commit_message=f"Add {task.subject}",
-        validator=f"agent:{model.model}",
+        validator=runner.validator,
         log=f"{traj.turns} turns, {traj.tool_calls} tool calls, stop: {traj.stop_reason}",
         tips=tips,
     )

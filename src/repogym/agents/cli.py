@@ -21,6 +21,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from repogym.agents.loop import Trajectory
 from repogym.errors import RepogymError
 from repogym.sandbox.base import kill_group
 
@@ -233,3 +234,22 @@ class _Killer:
 
     def cancel(self) -> None:
         self._timer.cancel()
+
+
+def external_trajectory(cfg: ExternalAgentConfig, prompt: str, workdir: Path, log_path: Path) -> Trajectory:
+    """Run an external agent and describe the run as a trajectory; an agent that cannot run is an
+    infrastructure failure, recorded, not raised."""
+    try:
+        run = run_external(cfg, prompt, workdir, log_path, lambda _m: None)
+    except Exception as e:
+        return Trajectory(messages=[], stop_reason="infrastructure_error", error=f"{type(e).__name__}: {e}")
+    reason = "max_seconds" if run.timed_out else ("submitted" if run.exit_code == 0 else "agent_error")
+    messages = [{"role": "user", "content": prompt}] + [{"role": "assistant", "content": m} for m in run.messages]
+    return Trajectory(
+        messages=messages,
+        stop_reason=reason,
+        turns=len(run.messages),
+        usage=run.usage,
+        seconds=run.seconds,
+        error=None if run.exit_code == 0 else f"{cfg.agent} exited with {run.exit_code}; log: {run.log_path}",
+    )
