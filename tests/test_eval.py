@@ -371,3 +371,54 @@ def test_validate_with_codex_then_check(task: tuple[Path, Path], tmp_path: Path)
     checks = tmp_path / "checks.jsonl"
     assert run_cli("check", str(out), "--output", str(checks)).returncode == 0
     assert json.loads(checks.read_text())["ok"]
+
+
+@pytest.mark.podman
+@pytest.mark.skipif(_codex() is None, reason="codex is not installed (npm install -g @openai/codex)")
+def test_env_agent_writes_a_dockerfile(task: tuple[Path, Path], tmp_path: Path, base_image: str) -> None:
+    repo, _ = task
+    dockerfile_text = (
+        f"FROM {base_image}\nWORKDIR /repo\nENV PYTHONDONTWRITEBYTECODE=1 PIP_BREAK_SYSTEM_PACKAGES=1\n"
+        'CMD ["sh", "-c", "pip install -q --no-deps --no-build-isolation -e /repo && python3 -m pytest -q"]\n'
+    )
+    tips = tmp_path / "tips.md"
+
+    def script(req: dict):
+        prompt = json.dumps(req["input"])
+        step = sum(1 for item in req["input"] if item.get("type") == "function_call")
+        dockerfile = prompt.split("Save the Dockerfile as ")[1].split(",")[0]
+        build = prompt.split("Build it with exactly: ")[1].split("\\n")[0]
+        tips_file = prompt.split("to\\n  ")[1].split(".\\n")[0] if "to\\n  " in prompt else None
+        cmds = [
+            f"cat > {dockerfile} <<'EOF_D'\n{dockerfile_text}EOF_D",
+            build,
+            f"echo 'Mount the source; never COPY it.' > {tips_file}",
+        ]
+        return ToolCall("exec_command", {"cmd": cmds[step]}) if step < len(cmds) else "The image works."
+
+    with ScriptedServer(script) as server:
+        r = run_cli(
+            "env",
+            "build",
+            str(repo),
+            "--backend",
+            "podman",
+            "--agent",
+            "codex",
+            "--agent-binary",
+            str(_codex()),
+            "--model",
+            "openai/boa",
+            "--api-base",
+            server.url,
+            "--image",
+            "localhost/repogym-envagent-test",
+            "--env-tips-path",
+            str(tips),
+        )
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert (
+        "environment ready: localhost/repogym-envagent-test" in r.stdout and "FROM localhost/repogym-base" in r.stdout
+    )
+    assert tips.read_text().strip() == "Mount the source; never COPY it."
+    subprocess.run(["podman", "rmi", "-f", "localhost/repogym-envagent-test"], capture_output=True)

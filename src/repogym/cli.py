@@ -45,6 +45,8 @@ REPO_ARG = typer.Argument(..., help="A git repo, a plain directory, a .tar/.tar.
 REF_OPT = typer.Option(None, "--ref", help="Branch, tag or commit (default: HEAD).")
 BACKEND_OPT = typer.Option(None, "--backend", help="bwrap (default), podman, docker or process (no isolation).")
 TEST_DEPS_OPT = typer.Option(None, "--test-deps", help="Extra test dependency (repeatable).")
+MODEL_OPT = typer.Option(None, "--model", help="provider/name, e.g. openai/boa (feature_removal).")
+API_BASE_OPT = typer.Option(None, "--api-base", help="Base URL ending in /v1 (default: $OPENAI_API_BASE).")
 TEST_CMD_OPT = typer.Option(
     None, "--test-command", help="Replaces the detected test command; write JUnit XML to $REPOGYM_JUNIT."
 )
@@ -157,12 +159,31 @@ def env_build(
     test_command: str | None = TEST_CMD_OPT,
     dockerfile: Path | None = typer.Option(None, "--dockerfile", help="podman/docker: the Dockerfile to build."),
     image: str | None = typer.Option(None, "--image", help="podman/docker: image name (default env_agent__NAME)."),
+    agent: str | None = typer.Option(None, "--agent", help="podman: let an agent write the Dockerfile (codex)."),
+    agent_binary: str | None = typer.Option(None, "--agent-binary", help="Path of the agent's executable."),
+    model: str | None = MODEL_OPT,
+    api_base: str | None = API_BASE_OPT,
+    tips_path: Path | None = typer.Option(None, "--env-tips-path", help="Tips the agent reads and updates."),
 ) -> None:
     """Build the environment: a cached virtualenv (bwrap/process) or an image (podman/docker)."""
     from repogym import environment
     from repogym.repo import open_repo
 
     src = open_repo(repo, ref, say=say)
+    if agent:
+        from repogym.agents.cli import ExternalAgentConfig, check_installed
+        from repogym.env_agent import build_with_agent
+        from repogym.sandbox.podman import default_image_name
+
+        if (backend or "podman") != "podman" or not model:
+            raise RepogymError("--agent builds a podman image: give --backend podman (the default here) and --model")
+        ext = ExternalAgentConfig(agent=agent, model=model.split("/", 1)[-1], api_base=api_base, binary=agent_binary)
+        check_installed(ext)
+        name = image or default_image_name(src.name)
+        result = build_with_agent(src, ext, name, tips_path, Path(f"outputs/env_agent/{name}.log.jsonl").resolve())
+        console.print(f"environment ready: {result.image} ({result.image_id[:12]}); the agent's Dockerfile:")
+        console.print(result.dockerfile)
+        return
     spec = environment.prepare(
         src,
         pick_backend(backend),
@@ -256,16 +277,12 @@ def env_base_image(
     console.print(f"built {build_base_image(engine, name, say=say)}")
 
 
-API_BASE_OPT = typer.Option(None, "--api-base", help="Base URL ending in /v1 (default: $OPENAI_API_BASE).")
 PATTERNS_ARG = typer.Argument(..., help="Globs of the source files to work on, e.g. 'src/pkg/*.py'.")
 WORKERS_OPT = typer.Option(1, "--workers", help="Parallel validations and checks.")
 TIMEOUT_OPT = typer.Option(900.0, "--timeout", help="Seconds before one test-suite run is killed.")
 AUTO_TIMEOUT_OPT = typer.Option(
     None, "--timeout", help="Seconds before one test-suite run is killed (default: 10x the base run, >= 60)."
 )
-
-
-MODEL_OPT = typer.Option(None, "--model", help="provider/name, e.g. openai/boa (feature_removal).")
 
 
 MAX_RETRIES_OPT = typer.Option(5, "--max-retries", help="Retries of a model call on 429, 5xx and timeouts.")
