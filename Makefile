@@ -34,10 +34,11 @@ model-deps: $(STAMP)
 rl-deps:
 	test -x .venv-atropos/bin/run-api || ($(PY) -m venv .venv-atropos && .venv-atropos/bin/pip install -q atroposlib==0.4.0)
 
-# External coding agents for their adapter tests: codex (npm; its linux binary ships in the package) and
-# mini-swe-agent (PyPI, in a venv of its own).
+# External coding agents for their adapter tests: codex and Claude Code (npm; their binaries ship in the
+# packages) and mini-swe-agent (PyPI, in a venv of its own).
 agent-deps:
 	command -v codex >/dev/null 2>&1 || npm install -g --silent @openai/codex@0.171.0
+	command -v claude >/dev/null 2>&1 || npm install -g --silent @anthropic-ai/claude-code@2.1.197
 	test -x .venv-mini/bin/mini || ($(PY) -m venv .venv-mini && .venv-mini/bin/pip install -q mini-swe-agent==2.4.6)
 
 bench: $(STAMP)

@@ -422,3 +422,57 @@ def test_env_agent_writes_a_dockerfile(task: tuple[Path, Path], tmp_path: Path, 
     )
     assert tips.read_text().strip() == "Mount the source; never COPY it."
     subprocess.run(["podman", "rmi", "-f", "localhost/repogym-envagent-test"], capture_output=True)
+
+
+def _claude() -> str | None:
+    import os
+    import shutil
+
+    return os.environ.get("REPOGYM_CLAUDE") or shutil.which("claude")
+
+
+@pytest.mark.skipif(_claude() is None, reason="Claude Code is not installed (npm install -g @anthropic-ai/claude-code)")
+def test_claude_code_against_the_scripted_server(task: tuple[Path, Path], tmp_path: Path) -> None:
+    """The real Claude Code CLI against the scripted server's Anthropic Messages API, with a private config dir."""
+    _, validated = task
+    had_home = (Path.home() / ".claude").exists()
+
+    def script(req: dict):
+        if not any(t.get("name") == "Write" for t in req.get("tools", [])):
+            return "ok"  # a side request (a title, a summary): not the agent's turn
+        done = sum(
+            1
+            for m in req["messages"]
+            for b in (m["content"] if isinstance(m["content"], list) else [])
+            if b.get("type") == "tool_result"
+        )
+        first = json.dumps(req["messages"][0]["content"])
+        path = first.split("The repository is at ")[1].split(" ")[0] + "/scheme/builtins.py"
+        if done == 0:
+            return ToolCall("Read", {"file_path": path})  # Claude Code writes only files it has read
+        if done == 1:
+            return ToolCall("Write", {"file_path": path, "content": ORIGINAL})
+        return "I restored the reverse primitive."
+
+    with ScriptedServer(script) as server:
+        r = run_cli(
+            "eval",
+            "--validated",
+            str(validated),
+            "--agent",
+            "claude",
+            "--agent-binary",
+            str(_claude()),
+            "--model",
+            "anthropic/boa",
+            "--api-base",
+            server.url,
+            "--output-dir",
+            str(tmp_path),
+        )
+    assert r.returncode == 0, r.stdout + r.stderr
+    res = _result(tmp_path)
+    assert res["resolved"] is True and res["stop_reason"] == "submitted", res
+    log = Path(res["trajectory"]).with_suffix(".log.jsonl").read_text()
+    assert '"type":"result"' in log and "I restored the reverse primitive." in log
+    assert (Path.home() / ".claude").exists() == had_home, "Claude Code wrote only in its private config dir"

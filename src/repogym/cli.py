@@ -159,7 +159,9 @@ def env_build(
     test_command: str | None = TEST_CMD_OPT,
     dockerfile: Path | None = typer.Option(None, "--dockerfile", help="podman/docker: the Dockerfile to build."),
     image: str | None = typer.Option(None, "--image", help="podman/docker: image name (default env_agent__NAME)."),
-    agent: str | None = typer.Option(None, "--agent", help="podman: let an agent write the Dockerfile (codex)."),
+    agent: str | None = typer.Option(
+        None, "--agent", help="podman: let an agent write the Dockerfile (codex, claude, mini-swe-agent)."
+    ),
     agent_binary: str | None = typer.Option(None, "--agent-binary", help="Path of the agent's executable."),
     model: str | None = MODEL_OPT,
     api_base: str | None = API_BASE_OPT,
@@ -396,7 +398,9 @@ def synth_cmd(
 @app.command("validate")
 def validate_cmd(
     agent: str = typer.Option(
-        "auto", "--agent", help="Validator: auto (no LLM), or an agent: builtin, codex or mini-swe-agent (--model)."
+        "auto",
+        "--agent",
+        help="Validator: auto (no LLM), or an agent: builtin, codex, claude or mini-swe-agent (--model).",
     ),
     agent_binary: str | None = typer.Option(None, "--agent-binary", help="Path of an external agent's executable."),
     model: str | None = MODEL_OPT,
@@ -789,7 +793,7 @@ def _load_tasks(validated: Path, tasks: Path | None, ids: list[str] | None) -> l
 def eval_cmd(
     validated: Path = typer.Option(..., "--validated", help="validated_tasks.jsonl"),
     tasks: Path | None = typer.Option(None, "--tasks", help="tasks.jsonl (task descriptions, when not in V)."),
-    agent: str = typer.Option("builtin", "--agent", help="The agent: builtin, codex or mini-swe-agent."),
+    agent: str = typer.Option("builtin", "--agent", help="The agent: builtin, codex, claude or mini-swe-agent."),
     agent_binary: str | None = typer.Option(None, "--agent-binary", help="Path of an external agent's executable."),
     model: str = typer.Option(..., "--model", help="provider/name, e.g. openai/boa."),
     api_base: str | None = API_BASE_OPT,

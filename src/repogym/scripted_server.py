@@ -171,6 +171,60 @@ class ScriptedServer:
             },
         }
 
+    def anthropic_message(self, body: dict[str, Any], reply: Reply) -> dict[str, Any]:
+        """An Anthropic Messages API message (POST /v1/messages) for ``reply``."""
+        content: list[dict[str, Any]] = []
+        if isinstance(reply, str):
+            content.append({"type": "text", "text": reply})
+        elif isinstance(reply, ToolCall | list):
+            for call in reply if isinstance(reply, list) else [reply]:
+                args = json.loads(call.arguments) if isinstance(call.arguments, str) else call.arguments
+                content.append({"type": "tool_use", "id": f"toolu_{next(self._ids)}", "name": call.name, "input": args})
+        stop = "tool_use" if any(c["type"] == "tool_use" for c in content) else "end_turn"
+        usage = {
+            "input_tokens": len(json.dumps(body.get("messages", []))) // 4,
+            "output_tokens": len(json.dumps(content)) // 4,
+        }
+        return {
+            "id": f"msg_{next(self._ids)}",
+            "type": "message",
+            "role": "assistant",
+            "model": body.get("model", ""),
+            "content": content,
+            "stop_reason": stop,
+            "stop_sequence": None,
+            "usage": usage,
+        }
+
+    @staticmethod
+    def anthropic_events(message: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+        """The Messages API's streamed events for a whole message."""
+        start = {**message, "content": [], "stop_reason": None, "usage": {**message["usage"], "output_tokens": 1}}
+        events: list[tuple[str, dict[str, Any]]] = [("message_start", {"message": start})]
+        for i, block in enumerate(message["content"]):
+            if block["type"] == "text":
+                events.append(("content_block_start", {"index": i, "content_block": {"type": "text", "text": ""}}))
+                events.append(
+                    ("content_block_delta", {"index": i, "delta": {"type": "text_delta", "text": block["text"]}})
+                )
+            else:
+                empty = {**block, "input": {}}
+                events.append(("content_block_start", {"index": i, "content_block": empty}))
+                delta = {"type": "input_json_delta", "partial_json": json.dumps(block["input"])}
+                events.append(("content_block_delta", {"index": i, "delta": delta}))
+            events.append(("content_block_stop", {"index": i}))
+        events.append(
+            (
+                "message_delta",
+                {
+                    "delta": {"stop_reason": message["stop_reason"], "stop_sequence": None},
+                    "usage": {"output_tokens": message["usage"]["output_tokens"]},
+                },
+            )
+        )
+        events.append(("message_stop", {}))
+        return events
+
     def _tool_call(self, call: ToolCall) -> dict[str, Any]:
         args = call.arguments if isinstance(call.arguments, str) else json.dumps(call.arguments)
         return {"id": f"call_{next(self._ids)}", "type": "function", "function": {"name": call.name, "arguments": args}}
@@ -218,7 +272,10 @@ class ScriptedServer:
                     self._send(400, {"error": {"message": "body is not JSON"}})
                     return
                 route = self.path.split("?")[0].rstrip("/")
-                if route not in ("/v1/chat/completions", "/v1/responses"):
+                if route == "/v1/messages/count_tokens":
+                    self._send(200, {"input_tokens": len(json.dumps(body)) // 4})
+                    return
+                if route not in ("/v1/chat/completions", "/v1/responses", "/v1/messages"):
                     self._send(404, {"error": {"message": f"no route {self.path}"}})
                     return
                 reply = server.reply_for(body)
@@ -231,11 +288,29 @@ class ScriptedServer:
                 if route == "/v1/chat/completions":
                     self._send(200, server.completion(body, reply))
                     return
+                if route == "/v1/messages":
+                    message = server.anthropic_message(body, reply)
+                    if body.get("stream"):
+                        self._sse(server.anthropic_events(message))
+                    else:
+                        self._send(200, message)
+                    return
                 response = server.response(body, reply)
                 if body.get("stream"):
                     self._stream(response)
                 else:
                     self._send(200, response)
+
+            def _sse(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+                data = "".join(
+                    f"event: {name}\ndata: {json.dumps({'type': name, **payload})}\n\n" for name, payload in events
+                )
+                raw = data.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
 
             def _stream(self, response: dict[str, Any]) -> None:
                 """The Responses API's server-sent events, as codex and the openai SDK read them."""

@@ -27,7 +27,7 @@ from repogym.sandbox.base import kill_group
 
 
 class ExternalAgentConfig(BaseModel):
-    agent: str = Field(description="Registry name: codex.")
+    agent: str = Field(description="Registry name: codex, claude or mini-swe-agent.")
     model: str | None = Field(None, description="Model name the agent asks for (provider prefix stripped).")
     api_base: str | None = Field(None, description="OpenAI-compatible base URL (a custom provider for codex).")
     extra_dirs: list[Path] = Field(default_factory=list, description="Directories the agent may also write.")
@@ -52,6 +52,7 @@ class AgentRun(BaseModel):
 
 INSTALL = {
     "codex": "npm install -g @openai/codex (or pass --agent-binary PATH)",
+    "claude": "npm install -g @anthropic-ai/claude-code (or pass --agent-binary PATH)",
     "mini-swe-agent": "pip install mini-swe-agent (or pass --agent-binary PATH to its `mini`)",
 }
 
@@ -96,6 +97,38 @@ def _codex_message(event: dict[str, Any]) -> str | None:
     return None
 
 
+def _claude(cfg: ExternalAgentConfig, prompt: str, workdir: Path, home: Path) -> tuple[list[str], dict[str, str]]:
+    """Claude Code headless (`claude -p --output-format stream-json`), its config in a private CLAUDE_CONFIG_DIR,
+    edits accepted, and shell commands limited to the allowed prefixes (any command when none is given)."""
+    binary = cfg.binary or shutil.which("claude") or ""
+    bash = [f"Bash({c}:*)" for c in cfg.allowed_commands] or ["Bash"]
+    tools = [*bash, "Read", "Edit", "Write", "Glob", "Grep", *(["WebSearch", "WebFetch"] if cfg.web_search else [])]
+    argv = [binary, "-p", prompt, "--output-format", "stream-json", "--verbose", "--permission-mode", "acceptEdits",
+            "--allowedTools", *tools]  # fmt: skip
+    if not cfg.web_search:
+        argv += ["--disallowedTools", "WebSearch", "WebFetch"]
+    for d in [*cfg.extra_dirs, *([cfg.writable_file.parent] if cfg.writable_file else [])]:
+        argv += ["--add-dir", str(d)]
+    if cfg.model:
+        argv += ["--model", cfg.model]
+    env = {
+        "CLAUDE_CONFIG_DIR": str(home),
+        "ANTHROPIC_API_KEY": os.environ.get("ANTHROPIC_API_KEY", "none"),
+        "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
+        "DISABLE_AUTOUPDATER": "1",
+    }
+    if cfg.api_base:
+        env["ANTHROPIC_BASE_URL"] = cfg.api_base.rstrip("/").removesuffix("/v1")
+    return argv, env
+
+
+def _claude_message(event: dict[str, Any]) -> str | None:
+    if event.get("type") != "assistant":
+        return None
+    texts = [b.get("text", "") for b in (event.get("message") or {}).get("content", []) if b.get("type") == "text"]
+    return "\n".join(t for t in texts if t) or None
+
+
 def _mini(cfg: ExternalAgentConfig, prompt: str, workdir: Path, home: Path) -> tuple[list[str], dict[str, str]]:
     """mini-swe-agent's `mini` in yolo mode, its global config in a private directory, litellm pointed at the
     base URL and kept offline (no cost-map download). Its trajectory JSON is the log."""
@@ -137,6 +170,7 @@ AGENTS: dict[
     str, tuple[Any, Callable[[dict[str, Any]], str | None], Callable[[Path, Path], tuple[list[str], dict[str, Any]]]]
 ] = {
     "codex": (_codex, _codex_message, _no_finish),
+    "claude": (_claude, _claude_message, _no_finish),
     "mini-swe-agent": (_mini, lambda _e: None, _mini_finish),
 }
 
@@ -145,7 +179,7 @@ def check_installed(cfg: ExternalAgentConfig) -> None:
     """Fail early, before any task runs, when the agent's executable is missing."""
     if cfg.agent not in AGENTS:
         raise RepogymError(f"unknown agent {cfg.agent!r}; choose one of: {', '.join(AGENTS)}")
-    default = {"codex": "codex", "mini-swe-agent": "mini"}[cfg.agent]
+    default = {"codex": "codex", "claude": "claude", "mini-swe-agent": "mini"}[cfg.agent]
     binary = cfg.binary or shutil.which(default)
     if not binary or not Path(binary).exists():
         raise RepogymError(f"{cfg.agent} is not installed: {INSTALL[cfg.agent]}")
