@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -94,3 +98,35 @@ def base_image() -> str:
 
         build_base_image("podman", BASE_IMAGE)
     return BASE_IMAGE
+
+
+RUN_API = os.environ.get("REPOGYM_ATROPOS_RUN_API") or str(ROOT / ".venv-atropos" / "bin" / "run-api")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def trajectory_api():
+    if not Path(RUN_API).exists():
+        pytest.skip(f"atroposlib's run-api not found at {RUN_API} (make rl-deps)")
+    port = _free_port()
+    proc = subprocess.Popen(
+        [RUN_API, "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):
+        try:
+            urllib.request.urlopen(url + "/status", timeout=1).read()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield url
+    proc.kill()
+    proc.wait()

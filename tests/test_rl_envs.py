@@ -5,16 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 import threading
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
 from conftest import run_cli
 from test_feature_removal import LIST_REF_PATCH, REVERSE_PATCH, answer
-from test_scored import _free_port, _post
+from test_scored import _post
 from test_tokens import CHATML, make_tokenizer
 
 from repogym.agents.loop import AgentConfig
@@ -258,67 +256,46 @@ def test_killed_sandbox_is_an_infrastructure_failure(gsm_data: Path) -> None:
     pool.close()
 
 
-def test_rl_serve_delivers_groups_to_the_trainer(gsm_data: Path, tmp_path: Path) -> None:
-    from test_scored import RUN_API
-
-    if not Path(RUN_API).exists():
-        pytest.skip(f"atroposlib's run-api not found at {RUN_API} (make rl-deps)")
+def test_rl_serve_delivers_groups_to_the_trainer(gsm_data: Path, tmp_path: Path, trajectory_api: str) -> None:
     tok, tokenizer, template = _tokenizer_files(tmp_path)
-    port = _free_port()
-    api = subprocess.Popen(
-        [RUN_API, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    url = trajectory_api
+    _post(
+        url + "/register",
+        {
+            "wandb_group": "g",
+            "wandb_project": "p",
+            "batch_size": 8,
+            "max_token_len": 4096,
+            "checkpoint_dir": str(tmp_path),
+            "save_checkpoint_interval": 10,
+            "starting_step": 0,
+            "num_steps": 3,
+        },
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        for _ in range(300):
-            try:
-                urllib.request.urlopen(url + "/status", timeout=1).read()
-                break
-            except OSError:
-                time.sleep(0.1)
-        _post(
-            url + "/register",
-            {
-                "wandb_group": "g",
-                "wandb_project": "p",
-                "batch_size": 8,
-                "max_token_len": 4096,
-                "checkpoint_dir": str(tmp_path),
-                "save_checkpoint_interval": 10,
-                "starting_step": 0,
-                "num_steps": 3,
-            },
+    urllib.request.urlopen(url + "/batch").read()
+    with ScriptedGenerateServer(generate_script(tok)) as server:
+        r = run_cli(
+            "rl",
+            "serve",
+            "gsm8k",
+            str(gsm_data),
+            "--api",
+            url,
+            "--items",
+            "2",
+            "--group-size",
+            "4",
+            "--server-format",
+            "sglang",
+            "--api-base",
+            server.url,
+            "--tokenizer",
+            str(tokenizer),
+            "--chat-template",
+            str(template),
         )
-        urllib.request.urlopen(url + "/batch").read()
-        with ScriptedGenerateServer(generate_script(tok)) as server:
-            r = run_cli(
-                "rl",
-                "serve",
-                "gsm8k",
-                str(gsm_data),
-                "--api",
-                url,
-                "--items",
-                "2",
-                "--group-size",
-                "4",
-                "--server-format",
-                "sglang",
-                "--api-base",
-                server.url,
-                "--tokenizer",
-                str(tokenizer),
-                "--chat-template",
-                str(template),
-            )
-        assert r.returncode == 0, r.stdout + r.stderr
-        batch = json.loads(urllib.request.urlopen(url + "/batch").read())["batch"]
-    finally:
-        api.kill()
-        api.wait()
+    assert r.returncode == 0, r.stdout + r.stderr
+    batch = json.loads(urllib.request.urlopen(url + "/batch").read())["batch"]
     assert len(batch) == 2 and all(len(g["tokens"]) == 4 for g in batch)
     for g in batch:
         assert sorted(g["scores"]) == sorted(EXPECTED)

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
-import subprocess
-import time
 import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
 
 from repogym.rl.atropos import AtroposClient, AtroposError, JsonlSink
 from repogym.rl.scored import ScoredItem, advantages, build_group, filter_groups
-
-RUN_API = os.environ.get("REPOGYM_ATROPOS_RUN_API") or str(ROOT / ".venv-atropos" / "bin" / "run-api")
 
 
 def item(score: float, n: int = 4, k: int = 0) -> ScoredItem:
@@ -66,35 +59,6 @@ def test_jsonl_sink(tmp_path: Path) -> None:
     sink.send(build_group([item(0.0), item(1.0)]))
     rows = [json.loads(line) for line in (tmp_path / "groups.jsonl").read_text().splitlines()]
     assert [r["scores"] for r in rows] == [[1.0, 0.0], [0.0, 1.0]] and rows[0]["mode"] == "managed"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def trajectory_api():
-    if not Path(RUN_API).exists():
-        pytest.skip(f"atroposlib's run-api not found at {RUN_API} (make rl-deps)")
-    port = _free_port()
-    proc = subprocess.Popen(
-        [RUN_API, "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
-        try:
-            urllib.request.urlopen(url + "/status", timeout=1).read()
-            break
-        except OSError:
-            time.sleep(0.1)
-    yield url
-    proc.kill()
-    proc.wait()
 
 
 def _post(url: str, body: object) -> dict:
