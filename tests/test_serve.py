@@ -4,24 +4,17 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import _free_port, run_cli
 
 from repogym.serving import ServeConfig, command
 
 LLAMA_PYTHON = os.environ.get("REPOGYM_LLAMA_PYTHON", sys.executable)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_vllm_command_line_is_the_documented_one() -> None:
