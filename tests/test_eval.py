@@ -476,3 +476,44 @@ def test_claude_code_against_the_scripted_server(task: tuple[Path, Path], tmp_pa
     log = Path(res["trajectory"]).with_suffix(".log.jsonl").read_text()
     assert '"type":"result"' in log and "I restored the reverse primitive." in log
     assert (Path.home() / ".claude").exists() == had_home, "Claude Code wrote only in its private config dir"
+
+
+def test_workflow_with_the_builtin_validation_agent(task: tuple[Path, Path], tmp_path: Path) -> None:
+    """`workflow --agent builtin`: a model synthesizes, an agent validates, the checks verify."""
+    repo, _ = task
+    from test_feature_removal import answer
+
+    protocol = [
+        ToolCall("write_file", {"path": "tests/test_feature.py", "content": NEW_TEST}),
+        ToolCall("bash", {"command": "git add -A && git commit -q -m 'tests for the feature'"}),
+        ToolCall("str_replace", {"path": "scheme/builtins.py", "old": '        "reverse": reverse,\n', "new": ""}),
+        ToolCall("str_replace", {"path": "tests/test_builtins.py", "old": TEST_REVERSE, "new": ""}),
+        ToolCall("bash", {"command": "rm tests/test_feature.py"}),
+        ToolCall("submit"),
+    ]
+    tips = tmp_path / "validate_tips.md"
+    tips.write_text("Commit the tests before removing the feature.")
+    with ScriptedServer([answer("reverse", REVERSE_PATCH), *protocol]) as server:
+        r = run_cli(
+            "workflow",
+            str(repo),
+            "scheme/*.py",
+            "--state-dir",
+            str(tmp_path / "s"),
+            "--model",
+            "openai/boa",
+            "--api-base",
+            server.url,
+            "--num-candidates",
+            "1",
+            "--agent",
+            "builtin",
+            "--validate-tips-path",
+            str(tips),
+        )
+    assert r.returncode == 0, r.stdout + r.stderr
+    v = json.loads((tmp_path / "s" / "validated_tasks.jsonl").read_text())
+    assert v["validator"] == "agent:openai/boa" and v["tips"] == "Commit the tests before removing the feature."
+    assert "Commit the tests before removing the feature." in server.requests[1]["messages"][1]["content"]
+    checks = json.loads((tmp_path / "s" / "check_results.jsonl").read_text())
+    assert checks["ok"], checks

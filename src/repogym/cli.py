@@ -563,7 +563,12 @@ def workflow_cmd(
     num_attempts: int = typer.Option(3, "--num-attempts", help="feature_removal: attempts per candidate."),
     extra: str = typer.Option("", "--extra", help="feature_removal: extra instructions for the model."),
     max_retries: int = MAX_RETRIES_OPT,
-    agent: str = typer.Option("auto", "--agent", help="Validator: auto."),
+    agent: str = typer.Option(
+        "auto", "--agent", help="Validator: auto (no LLM), builtin, codex, claude or mini-swe-agent (with --model)."
+    ),
+    agent_binary: str | None = typer.Option(None, "--agent-binary", help="Path of an external agent's executable."),
+    env_tips_path: Path | None = typer.Option(None, "--env-tips-path", help="Tips file of the environment agent."),
+    validate_tips_path: Path | None = typer.Option(None, "--validate-tips-path", help="Tips for the validator."),
     workers: int = WORKERS_OPT,
     backend: str | None = BACKEND_OPT,
     dockerfile: Path | None = typer.Option(None, "--dockerfile", help="podman/docker: Dockerfile of the image."),
@@ -573,11 +578,16 @@ def workflow_cmd(
     force_fresh: bool = typer.Option(False, "--force-fresh", help="Delete the state files and start over."),
 ) -> None:
     """Repository in, verified tasks out: environment, synthesis, validation and checks, resumable."""
+    from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
     from repogym.workflow import Workflow, WorkflowConfig
 
     strategy = _strategy(strategy, model)
-    if agent != "auto":
-        raise RepogymError(f"unknown agent {agent!r}; choose one of: auto")
+    if agent not in ("auto", "builtin", *AGENTS):
+        raise RepogymError(f"unknown agent {agent!r}; choose one of: auto, builtin, {', '.join(AGENTS)}")
+    if agent != "auto" and not model:
+        raise RepogymError(f"--agent {agent} needs --model provider/name")
+    if agent in AGENTS:
+        check_installed(ExternalAgentConfig(agent=agent, binary=agent_binary))
     model_cfg = _model_config(model, api_base, max_tokens, flex_processing, max_retries=max_retries) if model else None
     cfg = WorkflowConfig(
         repo=repo,
@@ -590,6 +600,9 @@ def workflow_cmd(
         num_attempts=num_attempts,
         extra=extra,
         agent=agent,
+        agent_binary=agent_binary,
+        env_tips_path=env_tips_path,
+        validate_tips_path=validate_tips_path,
         workers=workers,
         backend=pick_backend(backend),
         dockerfile=dockerfile,

@@ -16,7 +16,10 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from repogym import environment, validate
+from repogym.agents.cli import AGENTS, ExternalAgentConfig
+from repogym.agents.loop import AgentConfig
 from repogym.check import check_many
+from repogym.env_agent import build_with_agent
 from repogym.environment import EnvSpec
 from repogym.errors import RepogymError
 from repogym.llm import ModelConfig
@@ -32,9 +35,11 @@ from repogym.records import (
     repair_torn_tail,
 )
 from repogym.repo import RepoSource, open_repo, temp_working_copy
+from repogym.sandbox.podman import default_image_name, image_exists
 from repogym.synth import feature_removal
 from repogym.synth.coverage import executed_functions
 from repogym.synth.procedural import synthesize
+from repogym.validate import BuiltinRunner, ExternalRunner
 
 STATE_FILES = (
     "tasks.jsonl",
@@ -58,7 +63,11 @@ class WorkflowConfig(BaseModel):
     model: ModelConfig | None = Field(None, description="The model of feature_removal synthesis.")
     num_attempts: int = Field(3, description="feature_removal: answer + normalization attempts per candidate.")
     extra: str = Field("", description="feature_removal: extra instructions for the model.")
-    agent: str = Field("auto", description="Validator.")
+    agent: str = Field("auto", description="Validator: auto, builtin, codex, claude or mini-swe-agent.")
+    agent_binary: str | None = Field(None, description="Path of an external agent's executable.")
+    agent_max_turns: int = Field(60, description="builtin validator: model calls per task.")
+    env_tips_path: Path | None = Field(None, description="Tips file of the environment agent (podman, no Dockerfile).")
+    validate_tips_path: Path | None = Field(None, description="Tips file shown to the validation agent.")
     workers: int = Field(1, description="Parallel validations and checks.")
     backend: str = Field("bwrap", description="Sandbox backend.")
     dockerfile: Path | None = Field(None, description="podman/docker: Dockerfile of the environment image.")
@@ -112,7 +121,20 @@ class Workflow:
         self.log(f"done {summary.model_dump_json()}")
         return summary
 
+    def _external(self) -> ExternalAgentConfig:
+        model = self.cfg.model.name if self.cfg.model else None
+        api_base = self.cfg.model.base_url() if self.cfg.model else None
+        return ExternalAgentConfig(agent=self.cfg.agent, model=model, api_base=api_base, binary=self.cfg.agent_binary)
+
     def environment(self, src: RepoSource) -> EnvSpec:
+        image = default_image_name(src.name)
+        wants_agent = self.cfg.backend == "podman" and self.cfg.dockerfile is None and self.cfg.agent in AGENTS
+        if wants_agent and not image_exists("podman", image):
+            # No Dockerfile and no image yet: the environment agent writes one (once; resume reuses the image).
+            log = self.dir / "env_agent.log.jsonl"
+            result = build_with_agent(src, self._external(), image, self.cfg.env_tips_path, log)
+            self.log(f"environment agent built {image} ({result.image_id[:12]})")
+            (self.dir / "Dockerfile").write_text(result.dockerfile)
         spec = environment.prepare(src, self.cfg.backend, dockerfile=self.cfg.dockerfile, say=self.log)
         self.path["env.json"].write_text(spec.model_dump_json(indent=2))
         return spec
@@ -168,8 +190,17 @@ class Workflow:
         if not todo:
             return
 
+        runner = self._validation_runner()
+        tips = (
+            self.cfg.validate_tips_path.read_text()
+            if self.cfg.validate_tips_path and self.cfg.validate_tips_path.exists()
+            else ""
+        )
+
         def one(task: TaskRecord) -> ValidatedRecord | dict[str, str]:
             try:
+                if runner is not None:
+                    return validate.validate_with_agent(task, src, spec, runner, tips)[0]
                 return validate.validate_auto(task, src, spec, base, self.timeout, self.cfg.max_fail_fraction)
             except validate.Rejected as e:
                 return {"task_id": task.task_id, "strategy": task.strategy, "reason": str(e)}
@@ -190,6 +221,15 @@ class Workflow:
                 for fut in futures:
                     fut.cancel()
                 raise
+
+    def _validation_runner(self) -> BuiltinRunner | ExternalRunner | None:
+        if self.cfg.agent == "auto":
+            return None
+        if self.cfg.agent == "builtin":
+            if self.cfg.model is None:
+                raise RepogymError("--agent builtin needs --model provider/name")
+            return BuiltinRunner(self.cfg.model, AgentConfig(max_turns=self.cfg.agent_max_turns))
+        return ExternalRunner(self._external(), self.dir / "agent_logs")
 
     def check(self, src: RepoSource, spec: EnvSpec) -> None:
         if not self.path["validated_tasks.jsonl"].exists():
