@@ -44,6 +44,8 @@ agent-deps:
 bench: $(STAMP)
 	$(BIN)/python benchmarks/sandbox_overhead.py
 	$(BIN)/python benchmarks/pipeline.py
+	$(BIN)/python benchmarks/agent_loop.py
+	$(BIN)/python benchmarks/parsers.py
 
 clean:
 	rm -rf $(VENV) .venv-atropos .venv-mini outputs .pytest_cache .mypy_cache .ruff_cache
