@@ -157,3 +157,20 @@ def test_bwrap_and_podman_agree_on_the_example(tmp_path: Path, base_image: str) 
         results[backend] = json.loads(r.stdout)["outcomes"]
     assert results["bwrap"] == results["podman"]
     assert len(results["bwrap"]) >= 60 and set(results["bwrap"].values()) == {"passed"}
+
+
+def test_process_backend_tests_the_working_copy_not_the_installed_base(tmp_path: Path) -> None:
+    import warnings
+
+    from repogym.repo import open_repo, temp_working_copy
+
+    warnings.simplefilter("ignore")
+    src = open_repo(make_git_repo(EXAMPLE, tmp_path / "scheme_interpreter"))
+    spec = environment.prepare(src, "process")
+    with temp_working_copy(src) as wc:
+        path = wc / "scheme" / "builtins.py"
+        path.write_text(path.read_text().replace("return sum(args)", "return sum(args) + 1"))
+        with environment.open_env_sandbox(spec, wc) as sb:
+            run = environment.run_tests(spec, sb)
+    assert run.outcomes["tests.test_evaluator::test_addition"] == "failed"
+    assert run.outcomes["tests.test_reader::test_tokenize_simple"] == "passed"

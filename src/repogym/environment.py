@@ -320,6 +320,10 @@ def open_env_sandbox(spec: EnvSpec, wc: Path) -> Sandbox:
         env["VIRTUAL_ENV"] = spec.venv
     if spec.backend in ("bwrap", "process") and not spec.venv:
         raise RepogymError(f"the environment for {spec.repo_name} is not built: run `repogym env build REPO`")
+    if spec.backend == "process":
+        # No /repo to point an editable install at: the working copy goes first on the path instead.
+        root = Path(wc).resolve()
+        env["PYTHONPATH"] = f"{root}:{root / 'src'}"
     binds = {spec.venv: spec.venv} if spec.venv and spec.backend == "bwrap" else None
     return open_sandbox(spec.backend, wc, image=spec.image, env=env, ro_binds=binds)
 
