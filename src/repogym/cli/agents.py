@@ -1,0 +1,148 @@
+"""Agent commands: eval and export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from repogym.cli.common import (
+    API_BASE_OPT,
+    BACKEND_OPT,
+    MAX_RETRIES_OPT,
+    app,
+    build_model_config,
+    console,
+    load_tasks,
+    pick_backend,
+    repo_resolver,
+)
+from repogym.errors import RepogymError
+
+if TYPE_CHECKING:
+    from repogym.evaluate import EvalResult
+
+
+export_app = typer.Typer(help="Export tasks to other harnesses' formats.", no_args_is_help=True)
+app.add_typer(export_app, name="export")
+
+
+@app.command("eval")
+def eval_cmd(
+    validated: Path = typer.Option(..., "--validated", help="validated_tasks.jsonl"),
+    tasks: Path | None = typer.Option(None, "--tasks", help="tasks.jsonl (task descriptions, when not in V)."),
+    agent: str = typer.Option("builtin", "--agent", help="The agent: builtin, codex, claude or mini-swe-agent."),
+    agent_binary: str | None = typer.Option(None, "--agent-binary", help="Path of an external agent's executable."),
+    model: str = typer.Option(..., "--model", help="provider/name, e.g. openai/boa."),
+    api_base: str | None = API_BASE_OPT,
+    task_id: list[str] | None = typer.Option(None, "--task-id", help="Only this task (repeatable)."),
+    output_dir: Path = typer.Option(Path("outputs/eval"), "--output-dir", help="results.jsonl and trajectories."),
+    attempts: int = typer.Option(1, "--attempts", help="Attempts per task (pass@k)."),
+    no_exec: bool = typer.Option(False, "--no-exec", help="The agent may only read and edit files."),
+    workers: int = typer.Option(4, "--workers", help="Concurrent attempts."),
+    max_turns: int = typer.Option(40, "--max-turns", help="Model calls per attempt."),
+    max_total_tokens: int | None = typer.Option(None, "--max-total-tokens", help="Token limit per attempt."),
+    max_cost: float | None = typer.Option(None, "--max-cost", help="USD limit per attempt (known prices)."),
+    max_seconds: float = typer.Option(1800.0, "--max-seconds", help="Wall time per attempt."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Completion token limit per model call."),
+    max_retries: int = MAX_RETRIES_OPT,
+    backend: str | None = BACKEND_OPT,
+    repo: str | None = typer.Option(None, "--repo", help="Repository (default: each record's `repo`)."),
+) -> None:
+    """Run an agent on validated tasks and grade it by FAIL_TO_PASS / PASS_TO_PASS; resumable."""
+    import asyncio
+
+    from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
+    from repogym.agents.loop import AgentConfig
+    from repogym.evaluate import EvalConfig, EvalResult, evaluate
+    from repogym.progress import stage
+    from repogym.records import append_record, read_jsonl
+
+    if agent != "builtin" and agent not in AGENTS:
+        raise RepogymError(f"unknown agent {agent!r}; choose one of: builtin, {', '.join(AGENTS)}")
+    chosen = load_tasks(validated, tasks, task_id)
+    external = None
+    if agent != "builtin":
+        name = model.split("/", 1)[-1]
+        external = ExternalAgentConfig(
+            agent=agent, model=name, api_base=api_base, binary=agent_binary, timeout_s=max_seconds
+        )
+        check_installed(external)
+    cfg = EvalConfig(
+        model=build_model_config(model, api_base, max_tokens, False, max_retries=max_retries),
+        agent=AgentConfig(
+            max_turns=max_turns, max_total_tokens=max_total_tokens, max_cost_usd=max_cost, max_seconds=max_seconds
+        ),
+        attempts=attempts,
+        no_exec=no_exec,
+        workers=workers,
+        external=external,
+    )
+    results_path = output_dir / "results.jsonl"
+    old = (
+        [EvalResult.model_validate(o) for _, o in read_jsonl(results_path) if isinstance(o, dict)]
+        if (results_path.exists())
+        else []
+    )
+    ids = {r.task_id for r, _ in chosen}
+    results = [r for r in old if r.task_id in ids]
+    done = {(r.task_id, r.attempt) for r in results}
+    todo = len(chosen) * attempts - len(done)
+    with stage("evaluating", todo) as advance:
+
+        def on_result(res: EvalResult) -> None:
+            append_record(results_path, res)
+            results.append(res)
+            advance(f"{res.task_id}#{res.attempt}: {'resolved' if res.resolved else res.stop_reason}")
+
+        asyncio.run(evaluate(chosen, repo_resolver(pick_backend(backend), repo), cfg, output_dir, done, on_result))
+    _print_eval(results, attempts)
+
+
+def _print_eval(results: list[EvalResult], k: int) -> None:
+    from rich.table import Table
+
+    from repogym.evaluate import summarize
+
+    table = Table("task", "attempt", "resolved", "stop", "turns", "F2P passed", "P2P failed", "seconds")
+    for r in sorted(results, key=lambda r: (r.task_id, r.attempt)):
+        f2p = f"{sum(v == 'passed' for v in r.fail_to_pass.values())}/{len(r.fail_to_pass)}"
+        table.add_row(
+            r.task_id,
+            str(r.attempt),
+            "yes" if r.resolved else "no",
+            r.stop_reason,
+            str(r.turns),
+            f2p,
+            str(len(r.pass_to_pass_failed)),
+            f"{r.seconds:.1f}",
+        )
+    console.print(table)
+    s = summarize(results, k)
+    cost = f"${s.cost_usd:.4f}" if isinstance(s.cost_usd, float) else "unknown"
+    console.print(
+        f"{s.tasks} task(s), {s.attempts} attempt(s): pass@1 {s.pass_at_1:.1%}, pass@{s.k} "
+        f"{s.pass_at_k:.1%}; cost {cost}; agent time {s.seconds:.0f}s; stops {s.stop_reasons}"
+    )
+
+
+@export_app.command("swebench")
+def export_swebench(
+    validated: Path = typer.Option(..., "--validated", help="validated_tasks.jsonl"),
+    tasks: Path | None = typer.Option(None, "--tasks", help="tasks.jsonl (descriptions, when not in V)."),
+    output: Path = typer.Option(Path("swebench_instances.jsonl"), "--output", help="Instances JSONL."),
+    git_dir: Path = typer.Option(Path("outputs/swebench.git"), "--git-dir", help="Bare repo of task-state commits."),
+    repo: str | None = typer.Option(None, "--repo", help="Repository (default: each record's `repo`)."),
+    backend: str | None = BACKEND_OPT,
+) -> None:
+    """Write tasks as SWE-bench instances; each task state is a commit (branch) in --git-dir."""
+    from repogym.export import export_swebench as run_export
+    from repogym.records import append_record
+
+    chosen = load_tasks(validated, tasks, None)
+    resolve = repo_resolver(pick_backend(backend), repo)
+    output.unlink(missing_ok=True)
+    for rec, description in chosen:
+        append_record(output, run_export(rec, description, *resolve(rec), git_dir))
+    console.print(f"wrote {len(chosen)} instance(s) to {output}; base commits are branches of {git_dir}")

@@ -1,0 +1,343 @@
+"""The Bench pipeline commands: synth, validate, check, workflow."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from repogym.cli.common import (
+    API_BASE_OPT,
+    AUTO_TIMEOUT_OPT,
+    BACKEND_OPT,
+    MAX_RETRIES_OPT,
+    MODEL_OPT,
+    PATTERNS_ARG,
+    REF_OPT,
+    REPO_ARG,
+    TIMEOUT_OPT,
+    WORKERS_OPT,
+    app,
+    build_model_config,
+    console,
+    err,
+    pick_backend,
+    pick_strategy,
+    repo_resolver,
+    say,
+)
+from repogym.errors import RepogymError
+
+if TYPE_CHECKING:
+    from repogym.records import CheckRecord
+
+
+@app.command("synth")
+def synth_cmd(
+    repo: str = REPO_ARG,
+    patterns: list[str] = PATTERNS_ARG,
+    ref: str | None = REF_OPT,
+    strategy: str | None = typer.Option(
+        None, "--strategy", help="feature_removal (LLM; the default with --model) or procedural (no LLM)."
+    ),
+    num_candidates: int = typer.Option(10, "--num-candidates", help="How many candidates to make."),
+    seed: int = typer.Option(0, "--seed", help="procedural: seed of candidate selection."),
+    backend: str | None = BACKEND_OPT,
+    model: str | None = MODEL_OPT,
+    api_base: str | None = API_BASE_OPT,
+    avoid: list[str] | None = typer.Option(
+        None, "--avoid", help="feature_removal: a subject not to pick (repeatable)."
+    ),
+    extra: str = typer.Option("", "--extra", help="feature_removal: extra instructions for the model."),
+    flex_processing: bool = typer.Option(False, "--flex-processing", help="service_tier=flex (OpenAI)."),
+    max_input_tokens: int = typer.Option(100_000, "--max-input-tokens", help="Truncate the files shown, warning."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Completion token limit per call."),
+    num_attempts: int = typer.Option(3, "--num-attempts", help="Answer + normalization attempts per candidate."),
+    check_patch_applies: bool = typer.Option(
+        True, "--check-patch-applies/--no-check-patch-applies", help="Keep only candidates whose patch applies."
+    ),
+    timeout: float = typer.Option(600.0, "--timeout", help="Seconds per model call."),
+    max_retries: int = MAX_RETRIES_OPT,
+    output: Path | None = typer.Option(None, "--output", help="Append tasks.jsonl records here."),
+    as_json: bool = typer.Option(False, "--json", help="Print the records as JSON lines on stdout."),
+) -> None:
+    """Synthesize task candidates from a repository (tasks.jsonl records)."""
+    import asyncio
+
+    from repogym import environment
+    from repogym.records import TaskRecord, append_record
+    from repogym.repo import open_repo, temp_working_copy
+    from repogym.synth import feature_removal
+    from repogym.synth.coverage import executed_functions
+    from repogym.synth.procedural import synthesize
+
+    strategy = strategy or ("feature_removal" if model else "procedural")
+    if strategy not in ("procedural", "feature_removal"):
+        raise RepogymError(f"unknown strategy {strategy!r}; choose one of: feature_removal, procedural")
+    if strategy == "feature_removal" and not model:
+        raise RepogymError(
+            "--strategy feature_removal needs --model provider/name (and --api-base or $OPENAI_API_BASE)"
+        )
+    src = open_repo(repo, ref, say=say)
+    records: list[TaskRecord]
+    with temp_working_copy(src) as wc:
+        if strategy == "feature_removal":
+            assert model is not None
+            cfg = feature_removal.FeatureRemovalConfig(
+                model=build_model_config(model, api_base, max_tokens, flex_processing, timeout, max_retries),
+                num_candidates=num_candidates,
+                avoid=avoid or [],
+                extra=extra,
+                max_input_tokens=max_input_tokens,
+                num_attempts=num_attempts,
+                check_patch_applies=check_patch_applies,
+            )
+            records = asyncio.run(feature_removal.synthesize(src, wc, patterns, cfg, log=say))
+        else:
+            spec = environment.prepare(src, pick_backend(backend), say=say)
+            with environment.open_env_sandbox(spec, wc) as sb:
+                executed = executed_functions(spec, sb)
+            records = synthesize(
+                src, wc, patterns, num_candidates=num_candidates, seed=seed, avoid=set(avoid or []), executed=executed
+            )
+    if not records:
+        raise RepogymError(f"no candidates from files matching {' '.join(patterns)} (see the messages above)")
+    for rec in records:
+        if output:
+            append_record(output, rec)
+        if as_json or not output:
+            print(rec.model_dump_json())
+    say(f"{len(records)} candidate(s)" + (f" appended to {output}" if output else ""))
+
+
+@app.command("validate")
+def validate_cmd(
+    agent: str = typer.Option(
+        "auto",
+        "--agent",
+        help="Validator: auto (no LLM), or an agent: builtin, codex, claude or mini-swe-agent (--model).",
+    ),
+    agent_binary: str | None = typer.Option(None, "--agent-binary", help="Path of an external agent's executable."),
+    model: str | None = MODEL_OPT,
+    api_base: str | None = API_BASE_OPT,
+    max_turns: int = typer.Option(60, "--max-turns", help="builtin: model calls per task."),
+    tips_path: Path | None = typer.Option(None, "--validate-tips-path", help="builtin: tips shown to the agent."),
+    input_json: str | None = typer.Option(None, "--input-json", help="One task record as JSON ('-': stdin)."),
+    tasks: Path | None = typer.Option(None, "--tasks", help="A tasks.jsonl file."),
+    output: Path = typer.Option(Path("validated_tasks.jsonl"), "--output", help="Append validated records here."),
+    repo: str | None = typer.Option(None, "--repo", help="Repository (default: each record's `repo`)."),
+    backend: str | None = BACKEND_OPT,
+    timeout: float | None = AUTO_TIMEOUT_OPT,
+    max_fail_fraction: float = typer.Option(0.5, "--max-fail-fraction", help="Reject if more tests fail."),
+) -> None:
+    """Turn task candidates into src.diff + tests.diff by running the suite (validated_tasks.jsonl)."""
+    import json
+
+    from repogym import environment, validate
+    from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
+    from repogym.records import TaskRecord, append_record, existing_ids, load_records
+    from repogym.repo import open_repo
+
+    if agent not in ("auto", "builtin", *AGENTS):
+        raise RepogymError(f"unknown agent {agent!r}; choose one of: auto, builtin, {', '.join(AGENTS)}")
+    if agent != "auto" and not model:
+        raise RepogymError(f"--agent {agent} needs --model provider/name")
+    runner: validate.BuiltinRunner | validate.ExternalRunner | None = None
+    if agent == "builtin":
+        from repogym.agents.loop import AgentConfig
+
+        assert model is not None
+        runner = validate.BuiltinRunner(
+            build_model_config(model, api_base, None, False), AgentConfig(max_turns=max_turns)
+        )
+    elif agent != "auto":
+        assert model is not None
+        ext = ExternalAgentConfig(agent=agent, model=model.split("/", 1)[-1], api_base=api_base, binary=agent_binary)
+        check_installed(ext)
+        runner = validate.ExternalRunner(ext, output.parent / "agent_logs")
+    if (input_json is None) == (tasks is None):
+        raise RepogymError("give exactly one of --input-json and --tasks")
+    if input_json is not None:
+        text = sys.stdin.read() if input_json == "-" else input_json
+        try:
+            records = [TaskRecord.model_validate(json.loads(text))]
+        except ValueError as e:
+            raise RepogymError(f"--input-json: not a task record ({str(e).splitlines()[0]})") from e
+    else:
+        assert tasks is not None
+        records, bad = load_records(tasks, TaskRecord)
+        for b in bad:
+            err.print(f"error: {b}")
+    done = existing_ids(output)
+    rejected = 0
+    chosen = pick_backend(backend)
+    for rec in records:
+        if rec.task_id in done:
+            continue
+        src = open_repo(repo or rec.repo, rec.commit_sha, say=say)
+        spec = environment.prepare(src, chosen, say=say)
+        try:
+            if runner is not None:
+                tips = tips_path.read_text() if tips_path and tips_path.exists() else ""
+                record, _ = validate.validate_with_agent(rec, src, spec, runner, tips)
+            else:
+                base = validate.baseline(src, spec)
+                record = validate.validate_auto(rec, src, spec, base, timeout or base.timeout(), max_fail_fraction)
+            append_record(output, record)
+            console.print(f"{rec.task_id}: validated")
+        except validate.Rejected as e:
+            rejected += 1
+            console.print(f"{rec.task_id}: rejected: {e}")
+    if rejected:
+        raise typer.Exit(1)
+
+
+@app.command("check")
+def check_cmd(
+    validated: Path = typer.Argument(..., help="validated_tasks.jsonl"),
+    workers: int = WORKERS_OPT,
+    timeout: float = TIMEOUT_OPT,
+    reruns: int = typer.Option(0, "--reruns", help="Repeat checks 1 and 3 K times to flag flaky tasks."),
+    backend: str | None = BACKEND_OPT,
+    repo: str | None = typer.Option(None, "--repo", help="Repository (default: each record's `repo`)."),
+    output: Path = typer.Option(Path("check_results.jsonl"), "--output", help="Append check records here."),
+) -> None:
+    """Run the three LLM-free checks on validated tasks, in parallel (check_results.jsonl)."""
+    from repogym.check import check_many
+    from repogym.progress import stage
+    from repogym.records import ValidatedRecord, append_record, existing_ids, load_records
+
+    records, bad = load_records(validated, ValidatedRecord)
+    for b in bad:
+        err.print(f"error: {b} (record skipped; the others are checked)")
+    done = existing_ids(output)
+    todo = [r for r in records if r.task_id not in done]
+    resolve = repo_resolver(pick_backend(backend), repo)
+    results: list[CheckRecord] = []
+    with stage("checking", len(todo)) as advance:
+
+        def on_done(rec: CheckRecord) -> None:
+            append_record(output, rec)
+            results.append(rec)
+            advance(f"{rec.task_id}: {'ok' if rec.ok else 'failed'}")
+
+        check_many(todo, resolve, workers=workers, timeout_s=timeout, reruns=reruns, on_done=on_done)
+    _print_checks(results, len(records) - len(todo))
+    if bad or not all(r.ok for r in results):
+        raise typer.Exit(1)
+
+
+def _print_checks(results: list[CheckRecord], skipped: int) -> None:
+    from rich.table import Table
+
+    table = Table("task", "ok", "F2P", "P2P", "reason")
+    for r in sorted(results, key=lambda r: r.task_id):
+        table.add_row(r.task_id, "yes" if r.ok else "NO", str(len(r.FAIL_TO_PASS)), str(len(r.PASS_TO_PASS)), r.reason)
+    if results:
+        console.print(table)
+    ok = sum(r.ok for r in results)
+    console.print(
+        f"{ok} of {len(results)} task(s) pass all checks" + (f"; {skipped} already checked" if skipped else "")
+    )
+
+
+@app.command("workflow")
+def workflow_cmd(
+    repo: str = REPO_ARG,
+    patterns: list[str] = PATTERNS_ARG,
+    state_dir: Path = typer.Option(..., "--state-dir", help="Directory of the state files (resumable)."),
+    ref: str | None = REF_OPT,
+    num_candidates: int = typer.Option(20, "--num-candidates", help="Candidates to synthesize in total."),
+    strategy: str | None = typer.Option(
+        None, "--strategy", help="feature_removal (LLM; the default with --model) or procedural (no LLM)."
+    ),
+    model: str | None = MODEL_OPT,
+    api_base: str | None = API_BASE_OPT,
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Completion token limit per model call."),
+    flex_processing: bool = typer.Option(False, "--flex-processing", help="service_tier=flex (OpenAI)."),
+    num_attempts: int = typer.Option(3, "--num-attempts", help="feature_removal: attempts per candidate."),
+    extra: str = typer.Option("", "--extra", help="feature_removal: extra instructions for the model."),
+    max_retries: int = MAX_RETRIES_OPT,
+    agent: str = typer.Option(
+        "auto", "--agent", help="Validator: auto (no LLM), builtin, codex, claude or mini-swe-agent (with --model)."
+    ),
+    agent_binary: str | None = typer.Option(None, "--agent-binary", help="Path of an external agent's executable."),
+    env_tips_path: Path | None = typer.Option(None, "--env-tips-path", help="Tips file of the environment agent."),
+    validate_tips_path: Path | None = typer.Option(None, "--validate-tips-path", help="Tips for the validator."),
+    workers: int = WORKERS_OPT,
+    backend: str | None = BACKEND_OPT,
+    dockerfile: Path | None = typer.Option(None, "--dockerfile", help="podman/docker: Dockerfile of the image."),
+    seed: int = typer.Option(0, "--seed", help="Seed of candidate selection."),
+    timeout: float | None = AUTO_TIMEOUT_OPT,
+    reruns: int = typer.Option(0, "--reruns", help="Repeat checks 1 and 3 K times to flag flaky tasks."),
+    force_fresh: bool = typer.Option(False, "--force-fresh", help="Delete the state files and start over."),
+) -> None:
+    """Repository in, verified tasks out: environment, synthesis, validation and checks, resumable."""
+    from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
+    from repogym.workflow import Workflow, WorkflowConfig
+
+    strategy = pick_strategy(strategy, model)
+    if agent not in ("auto", "builtin", *AGENTS):
+        raise RepogymError(f"unknown agent {agent!r}; choose one of: auto, builtin, {', '.join(AGENTS)}")
+    if agent != "auto" and not model:
+        raise RepogymError(f"--agent {agent} needs --model provider/name")
+    if agent in AGENTS:
+        check_installed(ExternalAgentConfig(agent=agent, binary=agent_binary))
+    model_cfg = (
+        build_model_config(model, api_base, max_tokens, flex_processing, max_retries=max_retries) if model else None
+    )
+    cfg = WorkflowConfig(
+        repo=repo,
+        ref=ref,
+        patterns=patterns,
+        state_dir=state_dir,
+        num_candidates=num_candidates,
+        strategy=strategy,
+        model=model_cfg,
+        num_attempts=num_attempts,
+        extra=extra,
+        agent=agent,
+        agent_binary=agent_binary,
+        env_tips_path=env_tips_path,
+        validate_tips_path=validate_tips_path,
+        workers=workers,
+        backend=pick_backend(backend),
+        dockerfile=dockerfile,
+        seed=seed,
+        timeout_s=timeout,
+        reruns=reruns,
+        force_fresh=force_fresh,
+    )
+    summary = Workflow(cfg).run()
+    _print_summary(summary)
+
+
+def _print_summary(summary: object) -> None:
+    from rich.table import Column, Table
+
+    from repogym.workflow import Summary
+
+    assert isinstance(summary, Summary)
+    table = Table(
+        Column("strategy", no_wrap=True),
+        "candidates",
+        "validated",
+        "checked",
+        "pass all checks",
+        title="repogym workflow",
+    )
+    for strat, c in summary.by_strategy.items():
+        table.add_row(strat, *(str(c.get(k, 0)) for k in ("candidates", "validated", "checked", "passed")))
+    table.add_row(
+        "total",
+        str(summary.candidates),
+        str(summary.validated),
+        str(summary.checked),
+        str(summary.passed),
+        style="bold",
+    )
+    console.print(table)
+    console.print(f"{summary.rejected} candidate(s) rejected by validation (reasons in rejected_tasks.jsonl)")
+    console.print(f"records: {summary.state_dir}/validated_tasks.jsonl, {summary.state_dir}/check_results.jsonl")

@@ -1,0 +1,194 @@
+"""The Gym commands: rl process, serve and eval."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+
+from repogym.cli.common import API_BASE_OPT, MODEL_OPT, app, console, say
+from repogym.errors import RepogymError
+
+if TYPE_CHECKING:
+    from repogym.rl.envs.base import GroupResult
+    from repogym.rl.run import RlConfig
+
+
+rl_app = typer.Typer(help="RL environments: scored groups for trainers (Atropos) or JSONL.", no_args_is_help=True)
+app.add_typer(rl_app, name="rl")
+
+
+def _rl_config(env: str, data: Path | None, config: Path | None, **flags: object) -> RlConfig:
+    from repogym.rl.run import load_config
+
+    return load_config(config, {"env": env, "data": data, **flags})
+
+
+ENV_ARG = typer.Argument(..., help="gsm8k or swe.")
+DATA_ARG = typer.Argument(None, help="gsm8k: JSONL (default: 100 bundled problems); swe: a workflow state dir.")
+CONFIG_OPT = typer.Option(None, "--config", help="TOML file with any of these options (flags win).")
+FORMAT_OPT = typer.Option(None, "--server-format", help="openai (default), vllm, vllm-completions or sglang.")
+TOKENIZER_OPT = typer.Option(None, "--tokenizer", help="managed: the model's tokenizer.json.")
+TEMPLATE_OPT = typer.Option(None, "--chat-template", help="managed: the model's chat template (jinja2 file).")
+PARSER_OPT = typer.Option(None, "--parser", help="managed: tool-call parser (hermes, qwen3_coder, ...).")
+
+
+def _print_rl(stats: dict[str, object], failures: list[dict[str, object]]) -> None:
+    console.print(" ".join(f"{k}={v}" for k, v in stats.items()))
+    for f in failures:
+        console.print(f"infrastructure failure (excluded from its group): {f}")
+
+
+@rl_app.command("process")
+def rl_process(
+    env: str = ENV_ARG,
+    data: Path | None = DATA_ARG,
+    config: Path | None = CONFIG_OPT,
+    items: int | None = typer.Option(None, "--items", help="Groups to make (default 4)."),
+    group_size: int | None = typer.Option(None, "--group-size", help="Rollouts per group (default 4)."),
+    out: Path = typer.Option(Path("groups.jsonl"), "--out", help="Append groups here."),
+    model: str | None = MODEL_OPT,
+    api_base: str | None = API_BASE_OPT,
+    server_format: str | None = FORMAT_OPT,
+    tokenizer: Path | None = TOKENIZER_OPT,
+    chat_template: Path | None = TEMPLATE_OPT,
+    parser: str | None = PARSER_OPT,
+    max_turns: int | None = typer.Option(None, "--max-turns", help="Model calls per rollout (default 10)."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Tokens per model call (default 512)."),
+    seed: int | None = typer.Option(None, "--seed", help="Item order."),
+) -> None:
+    """Run groups of rollouts and write the scored groups to JSONL; no trainer needed."""
+    import asyncio
+
+    from repogym.records import append_record
+    from repogym.rl.run import groups, make_env, summary
+
+    cfg = _rl_config(
+        env,
+        data,
+        config,
+        items=items,
+        group_size=group_size,
+        model=model,
+        api_base=api_base,
+        server_format=server_format,
+        tokenizer=tokenizer,
+        chat_template=chat_template,
+        parser=parser,
+        max_turns=max_turns,
+        max_tokens=max_tokens,
+        seed=seed,
+    )
+    environment = make_env(cfg)
+    chosen = [environment.next_item() for _ in range(cfg.items)]
+    results: list[GroupResult] = []
+
+    def on_group(r: GroupResult) -> None:
+        results.append(r)
+        if r.group is not None:
+            append_record(out, r.group.model_dump(exclude_none=True))
+
+    asyncio.run(groups(cfg, environment, chosen, cfg.temperature, cfg.group_size, on_group))
+    _print_rl(summary(results) | {"out": str(out)}, [f for r in results for f in r.failures])
+
+
+@rl_app.command("serve")
+def rl_serve(
+    env: str = ENV_ARG,
+    data: Path | None = DATA_ARG,
+    api: str = typer.Option(..., "--api", help="The trajectory API, e.g. http://127.0.0.1:8000 (atroposlib run-api)."),
+    config: Path | None = CONFIG_OPT,
+    items: int | None = typer.Option(None, "--items", help="Groups to send before stopping (default 4)."),
+    group_size: int | None = typer.Option(None, "--group-size", help="Rollouts per group (default 4)."),
+    model: str | None = MODEL_OPT,
+    api_base: str | None = API_BASE_OPT,
+    server_format: str | None = FORMAT_OPT,
+    tokenizer: Path | None = TOKENIZER_OPT,
+    chat_template: Path | None = TEMPLATE_OPT,
+    parser: str | None = PARSER_OPT,
+    max_turns: int | None = typer.Option(None, "--max-turns", help="Model calls per rollout (default 10)."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Tokens per model call (default 512)."),
+) -> None:
+    """Register with an Atropos-compatible trajectory API and send scored groups as the trainer takes them."""
+    import asyncio
+
+    from repogym.rl.atropos import AtroposClient
+    from repogym.rl.run import groups, make_env, summary
+
+    cfg = _rl_config(
+        env,
+        data,
+        config,
+        items=items,
+        group_size=group_size,
+        model=model,
+        api_base=api_base,
+        server_format=server_format,
+        tokenizer=tokenizer,
+        chat_template=chat_template,
+        parser=parser,
+        max_turns=max_turns,
+        max_tokens=max_tokens,
+    )
+    if cfg.server_format == "openai":
+        raise RepogymError(
+            "a trainer needs token ids: serve in managed mode (--server-format vllm|vllm-completions|sglang)"
+        )
+    environment = make_env(cfg)
+    client = AtroposClient(api)
+    info = client.register_env(f"repogym-{cfg.env}", cfg.max_token_length, cfg.group_size)
+    say(f"registered as env {info['env_id']} ({info.get('wandb_name')})")
+    results: list[GroupResult] = []
+
+    async def on_group(r: GroupResult) -> None:
+        results.append(r)
+        if r.group is not None:
+            await asyncio.to_thread(client.wait_for_room, cfg.group_size, cfg.max_batches_offpolicy)
+            await asyncio.to_thread(client.send, r.group)
+
+    chosen = [environment.next_item() for _ in range(cfg.items)]
+    asyncio.run(groups(cfg, environment, chosen, cfg.temperature, cfg.group_size, on_group))
+    _print_rl(summary(results) | {"api": api}, [f for r in results for f in r.failures])
+
+
+@rl_app.command("eval")
+def rl_eval(
+    env: str = ENV_ARG,
+    data: Path | None = DATA_ARG,
+    config: Path | None = CONFIG_OPT,
+    items: int | None = typer.Option(None, "--items", help="Held-out items to evaluate (default: all)."),
+    model: str | None = MODEL_OPT,
+    api_base: str | None = API_BASE_OPT,
+    server_format: str | None = FORMAT_OPT,
+    tokenizer: Path | None = TOKENIZER_OPT,
+    chat_template: Path | None = TEMPLATE_OPT,
+    parser: str | None = PARSER_OPT,
+    max_turns: int | None = typer.Option(None, "--max-turns", help="Model calls per rollout (default 10)."),
+    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Tokens per model call (default 512)."),
+) -> None:
+    """Greedy evaluation (temperature 0, one rollout per item) on the held-out split."""
+    import asyncio
+
+    from repogym.rl.run import groups, make_env, summary
+
+    cfg = _rl_config(
+        env,
+        data,
+        config,
+        model=model,
+        api_base=api_base,
+        server_format=server_format,
+        tokenizer=tokenizer,
+        chat_template=chat_template,
+        parser=parser,
+        max_turns=max_turns,
+        max_tokens=max_tokens,
+    )
+    environment = make_env(cfg)
+    held_out = environment.items("eval")[: items or None]
+    results: list[GroupResult] = []
+    asyncio.run(groups(cfg, environment, held_out, 0.0, 1, results.append))
+    stats = summary(results)
+    console.print(f"{environment.name} held-out: {stats['rollouts']} item(s), accuracy {stats['reward_mean']}")
+    _print_rl(stats, [f for r in results for f in r.failures])
