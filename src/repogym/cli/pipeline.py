@@ -73,13 +73,7 @@ def synth_cmd(
     from repogym.synth.coverage import executed_functions
     from repogym.synth.procedural import synthesize
 
-    strategy = strategy or ("feature_removal" if model else "procedural")
-    if strategy not in ("procedural", "feature_removal"):
-        raise RepogymError(f"unknown strategy {strategy!r}; choose one of: feature_removal, procedural")
-    if strategy == "feature_removal" and not model:
-        raise RepogymError(
-            "--strategy feature_removal needs --model provider/name (and --api-base or $OPENAI_API_BASE)"
-        )
+    strategy = pick_strategy(strategy, model)
     src = open_repo(repo, ref, say=say)
     records: list[TaskRecord]
     with temp_working_copy(src) as wc:
