@@ -19,10 +19,11 @@ rl_app = typer.Typer(help="RL environments: scored groups for trainers (Atropos)
 app.add_typer(rl_app, name="rl")
 
 
-def _rl_config(env: str, data: Path | None, config: Path | None, **flags: object) -> RlConfig:
-    from repogym.rl.run import load_config
+def _rl_config(config: Path | None, flags: dict[str, object]) -> RlConfig:
+    """The run's config from the TOML file and the command's flags (those that name a config field)."""
+    from repogym.rl.run import RlConfig, load_config
 
-    return load_config(config, {"env": env, "data": data, **flags})
+    return load_config(config, {k: v for k, v in flags.items() if k in RlConfig.model_fields})
 
 
 ENV_ARG = typer.Argument(..., help="gsm8k or swe.")
@@ -32,6 +33,9 @@ FORMAT_OPT = typer.Option(None, "--server-format", help="openai (default), vllm,
 TOKENIZER_OPT = typer.Option(None, "--tokenizer", help="managed: the model's tokenizer.json.")
 TEMPLATE_OPT = typer.Option(None, "--chat-template", help="managed: the model's chat template (jinja2 file).")
 PARSER_OPT = typer.Option(None, "--parser", help="managed: tool-call parser (hermes, qwen3_coder, ...).")
+GROUP_SIZE_OPT = typer.Option(None, "--group-size", help="Rollouts per group (default 4).")
+MAX_TURNS_OPT = typer.Option(None, "--max-turns", help="Model calls per rollout (default 10).")
+MAX_TOKENS_OPT = typer.Option(None, "--max-tokens", help="Tokens per model call (default 512).")
 
 
 def _print_rl(stats: dict[str, object], failures: list[dict[str, object]]) -> None:
@@ -46,7 +50,7 @@ def rl_process(
     data: Path | None = DATA_ARG,
     config: Path | None = CONFIG_OPT,
     items: int | None = typer.Option(None, "--items", help="Groups to make (default 4)."),
-    group_size: int | None = typer.Option(None, "--group-size", help="Rollouts per group (default 4)."),
+    group_size: int | None = GROUP_SIZE_OPT,
     out: Path = typer.Option(Path("groups.jsonl"), "--out", help="Append groups here."),
     model: str | None = MODEL_OPT,
     api_base: str | None = API_BASE_OPT,
@@ -54,8 +58,8 @@ def rl_process(
     tokenizer: Path | None = TOKENIZER_OPT,
     chat_template: Path | None = TEMPLATE_OPT,
     parser: str | None = PARSER_OPT,
-    max_turns: int | None = typer.Option(None, "--max-turns", help="Model calls per rollout (default 10)."),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Tokens per model call (default 512)."),
+    max_turns: int | None = MAX_TURNS_OPT,
+    max_tokens: int | None = MAX_TOKENS_OPT,
     seed: int | None = typer.Option(None, "--seed", help="Item order."),
 ) -> None:
     """Run groups of rollouts and write the scored groups to JSONL; no trainer needed."""
@@ -64,22 +68,7 @@ def rl_process(
     from repogym.records import append_record
     from repogym.rl.run import groups, make_env, summary
 
-    cfg = _rl_config(
-        env,
-        data,
-        config,
-        items=items,
-        group_size=group_size,
-        model=model,
-        api_base=api_base,
-        server_format=server_format,
-        tokenizer=tokenizer,
-        chat_template=chat_template,
-        parser=parser,
-        max_turns=max_turns,
-        max_tokens=max_tokens,
-        seed=seed,
-    )
+    cfg = _rl_config(config, locals())
     environment = make_env(cfg)
     chosen = [environment.next_item() for _ in range(cfg.items)]
     results: list[GroupResult] = []
@@ -100,15 +89,15 @@ def rl_serve(
     api: str = typer.Option(..., "--api", help="The trajectory API, e.g. http://127.0.0.1:8000 (atroposlib run-api)."),
     config: Path | None = CONFIG_OPT,
     items: int | None = typer.Option(None, "--items", help="Groups to send before stopping (default 4)."),
-    group_size: int | None = typer.Option(None, "--group-size", help="Rollouts per group (default 4)."),
+    group_size: int | None = GROUP_SIZE_OPT,
     model: str | None = MODEL_OPT,
     api_base: str | None = API_BASE_OPT,
     server_format: str | None = FORMAT_OPT,
     tokenizer: Path | None = TOKENIZER_OPT,
     chat_template: Path | None = TEMPLATE_OPT,
     parser: str | None = PARSER_OPT,
-    max_turns: int | None = typer.Option(None, "--max-turns", help="Model calls per rollout (default 10)."),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Tokens per model call (default 512)."),
+    max_turns: int | None = MAX_TURNS_OPT,
+    max_tokens: int | None = MAX_TOKENS_OPT,
 ) -> None:
     """Register with an Atropos-compatible trajectory API and send scored groups as the trainer takes them."""
     import asyncio
@@ -116,21 +105,7 @@ def rl_serve(
     from repogym.rl.atropos import AtroposClient
     from repogym.rl.run import groups, make_env, summary
 
-    cfg = _rl_config(
-        env,
-        data,
-        config,
-        items=items,
-        group_size=group_size,
-        model=model,
-        api_base=api_base,
-        server_format=server_format,
-        tokenizer=tokenizer,
-        chat_template=chat_template,
-        parser=parser,
-        max_turns=max_turns,
-        max_tokens=max_tokens,
-    )
+    cfg = _rl_config(config, locals())
     if cfg.server_format == "openai":
         raise RepogymError(
             "a trainer needs token ids: serve in managed mode (--server-format vllm|vllm-completions|sglang)"
@@ -164,27 +139,15 @@ def rl_eval(
     tokenizer: Path | None = TOKENIZER_OPT,
     chat_template: Path | None = TEMPLATE_OPT,
     parser: str | None = PARSER_OPT,
-    max_turns: int | None = typer.Option(None, "--max-turns", help="Model calls per rollout (default 10)."),
-    max_tokens: int | None = typer.Option(None, "--max-tokens", help="Tokens per model call (default 512)."),
+    max_turns: int | None = MAX_TURNS_OPT,
+    max_tokens: int | None = MAX_TOKENS_OPT,
 ) -> None:
     """Greedy evaluation (temperature 0, one rollout per item) on the held-out split."""
     import asyncio
 
     from repogym.rl.run import groups, make_env, summary
 
-    cfg = _rl_config(
-        env,
-        data,
-        config,
-        model=model,
-        api_base=api_base,
-        server_format=server_format,
-        tokenizer=tokenizer,
-        chat_template=chat_template,
-        parser=parser,
-        max_turns=max_turns,
-        max_tokens=max_tokens,
-    )
+    cfg = _rl_config(config, locals())
     environment = make_env(cfg)
     held_out = environment.items("eval")[: items or None]
     results: list[GroupResult] = []
