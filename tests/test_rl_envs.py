@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import _free_port, run_cli
 from test_feature_removal import LIST_REF_PATCH, REVERSE_PATCH, answer
 from test_scored import _post
 from test_tokens import CHATML, make_tokenizer
@@ -302,3 +302,25 @@ def test_rl_serve_delivers_groups_to_the_trainer(gsm_data: Path, tmp_path: Path,
         for tokens, masks, lps in zip(g["tokens"], g["masks"], g["inference_logprobs"], strict=True):
             assert len(tokens) == len(masks) == len(lps) and any(m != -100 for m in masks)
             assert tok.decode([t for t, m in zip(tokens, masks, strict=True) if m != -100]).endswith("<|im_end|>")
+
+
+def test_unreachable_model_server_fails_the_run(gsm_data: Path, tmp_path: Path) -> None:
+    r = run_cli(
+        "rl",
+        "process",
+        "gsm8k",
+        str(gsm_data),
+        "--api-base",
+        f"http://127.0.0.1:{_free_port()}/v1",
+        "--items",
+        "1",
+        "--group-size",
+        "2",
+        "--max-turns",
+        "1",
+        "--out",
+        str(tmp_path / "g.jsonl"),
+    )
+    assert r.returncode == 1 and "infrastructure_failures=2" in r.stdout
+    assert "cannot connect (is the server running? check --api-base)" in r.stdout
+    assert not (tmp_path / "g.jsonl").exists(), "no group is written from failed rollouts"

@@ -39,9 +39,12 @@ MAX_TOKENS_OPT = typer.Option(None, "--max-tokens", help="Tokens per model call 
 
 
 def _print_rl(stats: dict[str, object], failures: list[dict[str, object]]) -> None:
+    """The run's numbers; a run where every rollout failed for infrastructure reasons exits 1."""
     console.print(" ".join(f"{k}={v}" for k, v in stats.items()))
     for f in failures:
         console.print(f"infrastructure failure (excluded from its group): {f}")
+    if failures and not stats.get("rollouts"):
+        raise typer.Exit(1)
 
 
 @rl_app.command("process")
