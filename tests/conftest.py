@@ -130,3 +130,30 @@ def trajectory_api():
     yield url
     proc.kill()
     proc.wait()
+
+
+def agent_binary(env_var: str, name: str, local: Path | None = None) -> str | None:
+    """An external agent's executable: $env_var, then a project-local install, then PATH."""
+    if os.environ.get(env_var):
+        return os.environ[env_var]
+    if local is not None and local.exists():
+        return str(local)
+    return shutil.which(name)
+
+
+def run_workflow_with_model(repo: Path, state: Path, api_base: str, candidates: int, *extra: str):
+    """`repogym workflow` with feature-removal synthesis against a (scripted) model server."""
+    return run_cli(
+        "workflow",
+        str(repo),
+        "scheme/*.py",
+        "--state-dir",
+        str(state),
+        "--model",
+        "openai/boa",
+        "--api-base",
+        api_base,
+        "--num-candidates",
+        str(candidates),
+        *extra,
+    )

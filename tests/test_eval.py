@@ -7,7 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, make_git_repo, run_cli
+from conftest import EXAMPLE, ROOT, agent_binary, make_git_repo, run_cli, run_workflow_with_model
 from test_feature_removal import REVERSE_PATCH
 
 from repogym import environment, validate
@@ -214,10 +214,7 @@ def test_export_swebench(task: tuple[Path, Path], tmp_path: Path) -> None:
 
 
 def _codex() -> str | None:
-    import os
-    import shutil
-
-    return os.environ.get("REPOGYM_CODEX") or shutil.which("codex")
+    return agent_binary("REPOGYM_CODEX", "codex")
 
 
 @pytest.mark.skipif(_codex() is None, reason="codex is not installed (npm install -g @openai/codex)")
@@ -254,13 +251,7 @@ def test_codex_agent_against_the_scripted_server(task: tuple[Path, Path], tmp_pa
 
 
 def _mini() -> str | None:
-    import os
-    import shutil
-
-    from conftest import ROOT
-
-    local = ROOT / ".venv-mini" / "bin" / "mini"
-    return os.environ.get("REPOGYM_MINI") or (str(local) if local.exists() else shutil.which("mini"))
+    return agent_binary("REPOGYM_MINI", "mini", ROOT / ".venv-mini" / "bin" / "mini")
 
 
 @pytest.mark.skipif(_mini() is None, reason="mini-swe-agent is not installed (make agent-deps)")
@@ -425,10 +416,7 @@ def test_env_agent_writes_a_dockerfile(task: tuple[Path, Path], tmp_path: Path, 
 
 
 def _claude() -> str | None:
-    import os
-    import shutil
-
-    return os.environ.get("REPOGYM_CLAUDE") or shutil.which("claude")
+    return agent_binary("REPOGYM_CLAUDE", "claude")
 
 
 @pytest.mark.skipif(_claude() is None, reason="Claude Code is not installed (npm install -g @anthropic-ai/claude-code)")
@@ -494,22 +482,8 @@ def test_workflow_with_the_builtin_validation_agent(task: tuple[Path, Path], tmp
     tips = tmp_path / "validate_tips.md"
     tips.write_text("Commit the tests before removing the feature.")
     with ScriptedServer([answer("reverse", REVERSE_PATCH), *protocol]) as server:
-        r = run_cli(
-            "workflow",
-            str(repo),
-            "scheme/*.py",
-            "--state-dir",
-            str(tmp_path / "s"),
-            "--model",
-            "openai/boa",
-            "--api-base",
-            server.url,
-            "--num-candidates",
-            "1",
-            "--agent",
-            "builtin",
-            "--validate-tips-path",
-            str(tips),
+        r = run_workflow_with_model(
+            repo, tmp_path / "s", server.url, 1, "--agent", "builtin", "--validate-tips-path", str(tips)
         )
     assert r.returncode == 0, r.stdout + r.stderr
     v = json.loads((tmp_path / "s" / "validated_tasks.jsonl").read_text())

@@ -4,7 +4,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import run_cli
+from conftest import run_cli, run_workflow_with_model
 
 from repogym.sandbox.bwrap import bwrap_available
 from repogym.scripted_server import Hang, ScriptedServer
@@ -116,19 +116,7 @@ def test_max_input_tokens_truncates_with_warning(scheme_repo: Path) -> None:
 @pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
 def test_workflow_with_a_model_end_to_end(scheme_repo: Path, tmp_path: Path) -> None:
     with ScriptedServer([answer("reverse", REVERSE_PATCH), answer("list-ref", LIST_REF_PATCH)]) as server:
-        r = run_cli(
-            "workflow",
-            str(scheme_repo),
-            "scheme/*.py",
-            "--state-dir",
-            str(tmp_path / "s"),
-            "--model",
-            "openai/boa",
-            "--api-base",
-            server.url,
-            "--num-candidates",
-            "2",
-        )
+        r = run_workflow_with_model(scheme_repo, tmp_path / "s", server.url, 2)
     assert r.returncode == 0, r.stderr[-2000:]
     checks = {json.loads(x)["task_id"]: json.loads(x) for x in (tmp_path / "s" / "check_results.jsonl").open()}
     assert all(c["ok"] for c in checks.values()) and len(checks) == 2

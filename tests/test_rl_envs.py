@@ -10,7 +10,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from conftest import _free_port, run_cli
+from conftest import _free_port, run_cli, run_workflow_with_model
 from test_feature_removal import LIST_REF_PATCH, REVERSE_PATCH, answer
 from test_scored import _post
 from test_tokens import CHATML, make_tokenizer
@@ -130,19 +130,7 @@ def swe_state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("swe")
     repo = make_git_repo(EXAMPLE, root / "scheme_interpreter")
     with ScriptedServer([answer("reverse", REVERSE_PATCH), answer("list-ref", LIST_REF_PATCH)]) as server:
-        r = run_cli(
-            "workflow",
-            str(repo),
-            "scheme/*.py",
-            "--state-dir",
-            str(root / "state"),
-            "--model",
-            "openai/boa",
-            "--api-base",
-            server.url,
-            "--num-candidates",
-            "2",
-        )
+        r = run_workflow_with_model(repo, root / "state", server.url, 2)
     assert r.returncode == 0, r.stderr[-2000:]
     return root / "state"
 
