@@ -183,23 +183,70 @@ def working_copy(src: RepoSource, dest: Path) -> Path:
     """
     git(["clone", "-q", "--no-checkout", str(src.git_dir), str(dest)])
     git(["checkout", "-q", "--detach", src.commit_sha], cwd=dest)
+    _configure(dest)
+    return dest
+
+
+def _configure(wc: Path) -> None:
     for key, value in (("user.name", "repogym"), ("user.email", "repogym@localhost")):
-        git(["config", key, value], cwd=dest)
+        git(["config", key, value], cwd=wc)
     # Files that running tests or installing the project leave behind must never show up in a task's diffs.
-    exclude = dest / ".git" / "info" / "exclude"
+    exclude = wc / ".git" / "info" / "exclude"
     exclude.parent.mkdir(parents=True, exist_ok=True)
     exclude.write_text("\n".join(RUN_ARTIFACTS) + "\n")
+
+
+SEALED_REF = "refs/repogym/sealed"
+
+
+def sealed_copy(src: RepoSource, src_diff: str, dest: Path, message: str = "task") -> Path:
+    """A fresh repository at ``dest`` with one commit, the task state (base + ``src_diff``), and nothing else.
+
+    What an agent gets: no base commit, no other ref, tag, remote, reflog or stash, and no object but those of
+    the task state, so no git command can bring back the code that ``src_diff`` removed. Only the objects
+    reachable from a parentless commit are fetched (a local clone would hard-link every object of the source).
+    Raises GitError when ``src_diff`` does not apply.
+    """
+    with temp_working_copy(src, prefix="repogym-seal-") as wc:
+        apply_diff(wc, src_diff)
+        git(["add", "-A"], cwd=wc)
+        tree = git(["write-tree"], cwd=wc).strip()
+        commit = git(["commit-tree", tree, "-m", message], cwd=wc).strip()
+        git(["update-ref", SEALED_REF, commit], cwd=wc)
+        git(["init", "-q", "-b", "main", str(dest)])
+        git(["fetch", "-q", "--no-tags", "--update-head-ok", str(wc), f"{SEALED_REF}:refs/heads/main"], cwd=dest)
+    git(["reset", "-q", "--hard", "main"], cwd=dest)
+    # FETCH_HEAD names the host path it came from; ORIG_HEAD and the reflog are noise. None may reach the agent.
+    for name in ("FETCH_HEAD", "ORIG_HEAD"):
+        (dest / ".git" / name).unlink(missing_ok=True)
+    git(["reflog", "expire", "--expire=now", "--all"], cwd=dest)
+    _configure(dest)
     return dest
+
+
+@contextmanager
+def _temp_root(src: RepoSource, prefix: str) -> Iterator[Path]:
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        yield root / src.name.replace("#", "__")
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @contextmanager
 def temp_working_copy(src: RepoSource, prefix: str = "repogym-wc-") -> Iterator[Path]:
     """A working copy in a temporary directory, removed afterwards."""
-    root = Path(tempfile.mkdtemp(prefix=prefix))
-    try:
-        yield working_copy(src, root / src.name.replace("#", "__"))
-    finally:
-        shutil.rmtree(root, ignore_errors=True)
+    with _temp_root(src, prefix) as dest:
+        yield working_copy(src, dest)
+
+
+@contextmanager
+def temp_sealed_copy(
+    src: RepoSource, src_diff: str, prefix: str = "repogym-task-", message: str = "task"
+) -> Iterator[Path]:
+    """A ``sealed_copy`` in a temporary directory, removed afterwards."""
+    with _temp_root(src, prefix) as dest:
+        yield sealed_copy(src, src_diff, dest, message)
 
 
 def diff(wc: Path, base: str = "HEAD") -> str:
