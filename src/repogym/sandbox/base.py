@@ -21,11 +21,13 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 
 from repogym.errors import SandboxDied, SandboxError
+from repogym.sandbox.limits import Cgroup, Limits, disk_usage, human
 
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MAX_OUTPUT = 1_000_000
 _CHUNK = 65536
 REPO = "/repo"
+WATCH_INTERVAL_S = 0.25
 
 
 @dataclass
@@ -38,6 +40,7 @@ class ExecResult:
     timed_out: bool
     seconds: float
     truncated: bool = False
+    limit: str = ""  # the resource limit that stopped the command, in words; empty when none did
 
     @property
     def ok(self) -> bool:
@@ -77,8 +80,13 @@ def run_bounded(
     timeout_s: float,
     max_output_bytes: int,
     on_timeout: Callable[[], None] | None = None,
+    watch: Callable[[], str] | None = None,
 ) -> ExecResult:
-    """Run ``argv`` in its own process group; on timeout kill the whole group (and call ``on_timeout``)."""
+    """Run ``argv`` in its own process group; on timeout kill the whole group (and call ``on_timeout``).
+
+    ``watch`` is polled while the command runs; when it returns a reason (a limit passed) the group is killed
+    the same way and the result carries that reason in ``limit``.
+    """
     start = time.monotonic()
     try:
         proc = subprocess.Popen(
@@ -95,15 +103,15 @@ def run_bounded(
     readers = [_CappedReader(proc.stdout, max_output_bytes), _CappedReader(proc.stderr, max_output_bytes)]
     for r in readers:
         r.start()
-    timed_out = False
+    timed_out, limit = False, ""
     try:
-        proc.wait(timeout=timeout_s)
-    except subprocess.TimeoutExpired:
-        timed_out = True
-        kill_group(proc.pid)
-        if on_timeout:
-            on_timeout()
-        proc.wait()
+        limit = _wait(proc, start + timeout_s, watch)
+        timed_out = proc.returncode is None and not limit
+        if proc.returncode is None:
+            kill_group(proc.pid)
+            if on_timeout:
+                on_timeout()
+            proc.wait()
     except BaseException:
         kill_group(proc.pid)
         proc.wait()
@@ -118,7 +126,23 @@ def run_bounded(
         timed_out=timed_out,
         seconds=time.monotonic() - start,
         truncated=any(r.dropped for r in readers),
+        limit=limit,
     )
+
+
+def _wait(proc: subprocess.Popen[bytes], deadline: float, watch: Callable[[], str] | None) -> str:
+    """Wait until the process ends, the deadline passes, or ``watch`` names a passed limit (returned)."""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return ""
+        try:
+            proc.wait(timeout=min(left, WATCH_INTERVAL_S) if watch else left)
+            return ""
+        except subprocess.TimeoutExpired:
+            reason = watch() if watch else ""
+            if reason:
+                return reason
 
 
 def kill_group(pid: int) -> None:
@@ -136,13 +160,15 @@ class Sandbox(ABC):
     name: str = ""
     isolated: bool = True
 
-    def __init__(self, repo_dir: Path, *, env: Mapping[str, str] | None = None) -> None:
+    def __init__(self, repo_dir: Path, *, env: Mapping[str, str] | None = None, limits: Limits | None = None) -> None:
         self.repo_dir = Path(repo_dir).resolve()
         if not self.repo_dir.is_dir():
             raise SandboxError(f"{repo_dir}: the working copy does not exist")
         self.base_env = dict(env or {})
+        self.limits = limits or Limits()
         self.tmp_dir = Path(tempfile.mkdtemp(prefix=f"repogym-{self.name}-tmp-"))
         self.closed = False
+        self._cgroup: Cgroup | None = None
 
     def __enter__(self) -> Sandbox:
         return self
@@ -153,7 +179,32 @@ class Sandbox(ABC):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self._cgroup is not None:
+                self._cgroup.remove()
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
+
+    def cgroup(self) -> Cgroup | None:
+        """The sandbox's own cgroup, made on first use (None where none can be made: rlimits stand in)."""
+        if self._cgroup is None:
+            self._cgroup = Cgroup.create(self.limits)
+        return self._cgroup
+
+    def over_disk(self) -> str:
+        """The disk limit's reason when the working copy and /tmp hold more than it allows, else ''."""
+        used = disk_usage(self.repo_dir, self.tmp_dir)
+        if used <= self.limits.disk_bytes:
+            return ""
+        return f"disk limit ({human(self.limits.disk_bytes)}) passed: /repo and /tmp hold {human(used)}"
+
+    def _limit_after(self, before: tuple[int, int], result: ExecResult) -> str:
+        refused, oom = self._cgroup.counters() if self._cgroup else (0, 0)
+        if oom > before[1]:
+            return f"memory limit ({human(self.limits.memory_bytes)}) reached: the kernel killed a process"
+        if refused > before[0]:
+            return f"process limit ({self.limits.max_processes}) reached: new processes were refused"
+        if result.exit_code in (-signal.SIGXFSZ, 128 + signal.SIGXFSZ):
+            return f"disk limit ({human(self.limits.disk_bytes)}) passed by one file: the writer was killed"
+        return self.over_disk()
 
     @property
     def tmp_inside(self) -> str:
@@ -170,14 +221,18 @@ class Sandbox(ABC):
     ) -> ExecResult:
         """Run ``cmd`` (a shell string or an argv list) in ``cwd`` inside the sandbox.
 
-        Raises SandboxError only if the sandbox is closed or cannot start.
+        A resource limit that stopped the command is named in the result's ``limit``. Raises SandboxError only
+        if the sandbox is closed or cannot start.
         """
         if self.closed or not self.repo_dir.is_dir():
             raise SandboxDied(f"the {self.name} sandbox for {self.repo_dir} is closed or its working copy is gone")
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
         full_env = {"HOME": self.tmp_inside, "TMPDIR": self.tmp_inside, "LANG": "C.UTF-8", **self.base_env}
         full_env.update(env or {})
-        return self._run(argv, cwd, full_env, timeout_s, max_output_bytes)
+        before = self._cgroup.counters() if self._cgroup else (0, 0)
+        result = self._run(argv, cwd, full_env, timeout_s, max_output_bytes)
+        result.limit = result.limit or self._limit_after(before, result)
+        return result
 
     @abstractmethod
     def _run(
@@ -185,21 +240,47 @@ class Sandbox(ABC):
     ) -> ExecResult: ...
 
     def host_path(self, path: str) -> Path:
-        """The host path of a sandbox path under /repo or /tmp (relative paths are under /repo)."""
+        """The host path of a sandbox path under /repo or /tmp (relative paths are under /repo).
+
+        Symlinks are resolved on the host and a path that leads out of the working copy or /tmp is refused, so
+        a link the agent planted (``ln -s /etc/passwd /repo/x``) can never make the file tools reach the host.
+        """
         p = PurePosixPath(path if path.startswith("/") else f"{REPO}/{path}")
         for inside, host in ((PurePosixPath(REPO), self.repo_dir), (PurePosixPath(self.tmp_inside), self.tmp_dir)):
             if p == inside or inside in p.parents:
                 rel = p.relative_to(inside)
                 if ".." in rel.parts:
                     break
-                return host / rel
+                root = Path(os.path.realpath(host))
+                target = Path(os.path.realpath(root / rel))
+                if target != root and root not in target.parents:
+                    raise SandboxError(f"{path}: a symlink leads out of {inside}; the file tools refuse it")
+                return target
         raise SandboxError(f"{path}: only paths under {REPO} or {self.tmp_inside} can be read or written")
 
     def read_file(self, path: str) -> str:
         """Read a text file; raises FileNotFoundError like open() when it is missing."""
-        return self.host_path(path).read_text(errors="replace")
+        target = self.host_path(path)
+        fd = os.open(target, os.O_RDONLY | os.O_NOFOLLOW)
+        with os.fdopen(fd, "rb") as f:
+            st = os.fstat(f.fileno())
+            if st.st_nlink > 1 and not os.path.isdir(target):
+                raise SandboxError(f"{path}: the file has {st.st_nlink} hard links; the file tools refuse them")
+            return f.read().decode(errors="replace")
 
     def write_file(self, path: str, content: str) -> None:
+        """Write through a new file renamed into place: a hard link or a symlink at ``path`` is replaced,
+        never followed, so no write can land outside the working copy."""
         target = self.host_path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(content)
+        self.host_path(path)  # the parents just made may not lead out either
+        fd, tmp = tempfile.mkstemp(prefix=".repogym-", dir=target.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(content)
+            os.chmod(tmp, target.stat().st_mode & 0o7777 if target.exists() else 0o644)
+            os.replace(tmp, target)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
