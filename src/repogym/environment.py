@@ -24,7 +24,7 @@ from pydantic import BaseModel, Field
 
 from repogym.errors import RepogymError
 from repogym.repo import RepoSource, cache_dir, temp_working_copy
-from repogym.sandbox import Sandbox, open_sandbox
+from repogym.sandbox import Limits, Sandbox, open_sandbox
 from repogym.sandbox.bwrap import BwrapSandbox
 from repogym.sandbox.podman import default_image_name, image_exists
 from repogym.testresults import TestRun, parse_junit
@@ -312,7 +312,7 @@ def _build_image(spec: EnvSpec, dockerfile: Path | None, say: Callable[[str], No
     return spec.model_copy(update={"image": image, "dockerfile": dockerfile.read_text()})
 
 
-def open_env_sandbox(spec: EnvSpec, wc: Path) -> Sandbox:
+def open_env_sandbox(spec: EnvSpec, wc: Path, limits: Limits | None = None) -> Sandbox:
     """A sandbox over working copy ``wc`` with the environment's interpreter first on PATH."""
     env = dict(TEST_ENV)
     if spec.venv:
@@ -325,7 +325,7 @@ def open_env_sandbox(spec: EnvSpec, wc: Path) -> Sandbox:
         root = Path(wc).resolve()
         env["PYTHONPATH"] = f"{root}:{root / 'src'}"
     binds = {spec.venv: spec.venv} if spec.venv and spec.backend == "bwrap" else None
-    return open_sandbox(spec.backend, wc, image=spec.image, env=env, ro_binds=binds)
+    return open_sandbox(spec.backend, wc, image=spec.image, env=env, ro_binds=binds, limits=limits)
 
 
 def run_tests(spec: EnvSpec, sandbox: Sandbox, timeout_s: float = 900.0, max_output_bytes: int = 200_000) -> TestRun:

@@ -1,15 +1,17 @@
-"""Run an agent on validated tasks and grade it the way the checks do; summaries; SWE-bench export.
+"""Run an agent on validated tasks and grade it the way the checks do; summaries.
 
-Each attempt gets a working copy at the task state (base + src.diff) in its own sandbox. After the agent
-submits, the files that tests.diff touches are reset to the task state, tests.diff is applied and the suite
-runs: an attempt is resolved when every FAIL_TO_PASS test passes and no PASS_TO_PASS test fails or goes missing.
+Each attempt gets a sealed working copy (one commit holding the task state, no history) in its own sandbox.
+After the agent stops, `grading` takes its diff, leaves out test files and test infrastructure, and runs the
+hidden tests on a fresh copy: an attempt is resolved when every FAIL_TO_PASS test passes and no PASS_TO_PASS
+test fails or goes missing.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +21,13 @@ from repogym.agents.cli import ExternalAgentConfig, external_trajectory
 from repogym.agents.loop import AgentConfig, run_agent
 from repogym.agents.tools import ALL_TOOLS, FILE_TOOLS
 from repogym.check import check_task
-from repogym.environment import EnvSpec, open_env_sandbox, run_tests
+from repogym.environment import EnvSpec, open_env_sandbox
 from repogym.errors import RepogymError
+from repogym.grading import grade_solution
 from repogym.llm import LLM, ModelConfig
 from repogym.records import Record, ValidatedRecord
-from repogym.repo import GitError, RepoSource, apply_diff, changed_files, commit_all, diff, git, temp_working_copy
+from repogym.repo import GitError, RepoSource, sealed_copy
+from repogym.sandbox.limits import Limits
 
 SYSTEM = (
     "You are an expert software engineer. You work in a repository checked out at /repo, with tools to read, "
@@ -40,6 +44,7 @@ class EvalConfig(BaseModel):
     no_exec: bool = Field(False, description="Only read and edit files: no shell.")
     workers: int = Field(4, description="Concurrent attempts.")
     suite_timeout_s: float = Field(900.0, description="Timeout of the grading suite run.")
+    limits: Limits = Field(default_factory=Limits, description="Processes, memory and disk of each sandbox.")
 
 
 class EvalResult(Record):
@@ -55,6 +60,7 @@ class EvalResult(Record):
     seconds: float = 0.0
     trajectory: str = ""
     error: str | None = None
+    dropped: list[str] = Field(default_factory=list, description="Changed files left out of the grade, and why.")
 
 
 def prompt(description: str, spec: EnvSpec, no_exec: bool) -> str:
@@ -66,71 +72,47 @@ def prompt(description: str, spec: EnvSpec, no_exec: bool) -> str:
     return f"<task>\n{description.strip()}\n</task>\n\nThe repository is at /repo (your working directory). {how}"
 
 
-def grade(rec: ValidatedRecord, outcomes: Mapping[str, str]) -> tuple[dict[str, str], list[str], bool]:
-    """(FAIL_TO_PASS outcome per test, PASS_TO_PASS tests that failed or went missing, resolved)."""
-    f2p = {t: outcomes.get(t, "missing") for t in rec.FAIL_TO_PASS or []}
-    p2p_failed = [t for t in rec.PASS_TO_PASS or [] if outcomes.get(t) != "passed"]
-    return f2p, p2p_failed, bool(f2p) and all(v == "passed" for v in f2p.values()) and not p2p_failed
-
-
 async def attempt_task(
     rec: ValidatedRecord, description: str, src: RepoSource, spec: EnvSpec, cfg: EvalConfig, n: int, out_dir: Path
 ) -> EvalResult:
     """One attempt, start to grade; any failure becomes a result with the reason, never an exception."""
-    traj_path = out_dir / "trajectories" / f"{rec.task_id.replace('/', '__')}__{n}.json"
-    agent_cfg = cfg.agent.model_copy(update={"tools": list(FILE_TOOLS if cfg.no_exec else ALL_TOOLS)})
-    with temp_working_copy(src, prefix="repogym-eval-") as wc:
-        try:
-            await asyncio.to_thread(apply_diff, wc, rec.src_diff)
-            await asyncio.to_thread(commit_all, wc, f"task state of {rec.task_id}")
-        except GitError as e:
-            return EvalResult(task_id=rec.task_id, attempt=n, resolved=False, stop_reason="bad_task", error=str(e))
-        if cfg.external is not None:
-            text = f"{SYSTEM}\n\n{prompt(description, spec, False)}".replace("/repo", str(wc))
-            traj = await asyncio.to_thread(
-                external_trajectory, cfg.external, text, wc, traj_path.with_suffix(".log.jsonl")
-            )
-        else:
-            llm = LLM(cfg.model)
-            try:
-                with open_env_sandbox(spec, wc) as sb:
-                    traj = await run_agent(llm, sb, SYSTEM, prompt(description, spec, cfg.no_exec), agent_cfg)
-            finally:
-                await llm.close()
-        traj.save(traj_path)
-        patch = await asyncio.to_thread(diff, wc, "HEAD")
-        result = EvalResult(
-            task_id=rec.task_id, attempt=n, resolved=False, stop_reason=traj.stop_reason, patch=patch,
-            turns=traj.turns, usage=traj.usage, seconds=traj.seconds, trajectory=str(traj_path), error=traj.error,
-        )  # fmt: skip
-        if traj.stop_reason == "infrastructure_error":
-            return result
-        return await asyncio.to_thread(_grade_in, wc, rec, spec, cfg, result)
-
-
-def grade_workdir(
-    wc: Path, rec: ValidatedRecord, spec: EnvSpec, timeout_s: float
-) -> tuple[dict[str, str], list[str], bool, str | None]:
-    """Reset the files tests.diff touches, apply it, run the suite: (F2P outcomes, P2P failed, resolved, error)."""
-    for f in changed_files(rec.tests_diff):
-        if git(["ls-files", "--error-unmatch", f], cwd=wc, check=False).strip():
-            git(["checkout", "-q", "HEAD", "--", f], cwd=wc)
-        else:
-            (wc / f).unlink(missing_ok=True)
+    root = Path(tempfile.mkdtemp(prefix="repogym-eval-"))
     try:
-        apply_diff(wc, rec.tests_diff)
+        wc = await asyncio.to_thread(sealed_copy, src, rec.src_diff, root / src.name.replace("#", "__"))
+        return await _attempt_in(wc, rec, description, src, spec, cfg, n, out_dir)
     except GitError as e:
-        return {}, [], False, f"tests.diff does not apply after the agent's changes: {e}"
-    with open_env_sandbox(spec, wc) as sb:
-        run = run_tests(spec, sb, timeout_s)
-    f2p, p2p_failed, resolved = grade(rec, run.outcomes)
-    return f2p, p2p_failed, resolved, None
+        return EvalResult(task_id=rec.task_id, attempt=n, resolved=False, stop_reason="bad_task", error=str(e))
+    finally:
+        await asyncio.to_thread(shutil.rmtree, root, True)
 
 
-def _grade_in(wc: Path, rec: ValidatedRecord, spec: EnvSpec, cfg: EvalConfig, result: EvalResult) -> EvalResult:
-    f2p, p2p_failed, resolved, error = grade_workdir(wc, rec, spec, cfg.suite_timeout_s)
-    result.fail_to_pass, result.pass_to_pass_failed, result.resolved = f2p, p2p_failed, resolved
-    result.error = error or result.error
+async def _attempt_in(
+    wc: Path, rec: ValidatedRecord, description: str, src: RepoSource, spec: EnvSpec, cfg: EvalConfig, n: int,
+    out_dir: Path,
+) -> EvalResult:  # fmt: skip
+    traj_path = out_dir / "trajectories" / f"{rec.task_id.replace('/', '__')}__{n}.json"
+    if cfg.external is not None:
+        text = f"{SYSTEM}\n\n{prompt(description, spec, False)}".replace("/repo", str(wc))
+        traj = await asyncio.to_thread(external_trajectory, cfg.external, text, wc, traj_path.with_suffix(".log.jsonl"))
+    else:
+        agent_cfg = cfg.agent.model_copy(update={"tools": list(FILE_TOOLS if cfg.no_exec else ALL_TOOLS)})
+        llm = LLM(cfg.model)
+        try:
+            with open_env_sandbox(spec, wc, cfg.limits) as sb:
+                traj = await run_agent(llm, sb, SYSTEM, prompt(description, spec, cfg.no_exec), agent_cfg)
+        finally:
+            await llm.close()
+    traj.save(traj_path)
+    result = EvalResult(
+        task_id=rec.task_id, attempt=n, resolved=False, stop_reason=traj.stop_reason, turns=traj.turns,
+        usage=traj.usage, seconds=traj.seconds, trajectory=str(traj_path), error=traj.error,
+    )  # fmt: skip
+    if traj.stop_reason == "infrastructure_error":
+        return result
+    graded = await asyncio.to_thread(grade_solution, src, spec, rec, wc, cfg.suite_timeout_s)
+    result.patch, result.dropped, result.resolved = graded.patch, graded.dropped, graded.resolved
+    result.fail_to_pass, result.pass_to_pass_failed = graded.fail_to_pass, graded.pass_to_pass_failed
+    result.error = graded.error or result.error
     return result
 
 

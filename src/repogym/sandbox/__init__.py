@@ -8,12 +8,13 @@ from pathlib import Path
 from repogym.errors import RepogymError
 from repogym.sandbox.base import ExecResult, Sandbox
 from repogym.sandbox.bwrap import BwrapSandbox, bwrap_available
+from repogym.sandbox.limits import Limits
 from repogym.sandbox.podman import DockerSandbox, PodmanSandbox
 from repogym.sandbox.process import ProcessSandbox
 
 BACKENDS = ("bwrap", "podman", "docker", "process")
 
-__all__ = ["BACKENDS", "ExecResult", "Sandbox", "default_backend", "open_sandbox"]
+__all__ = ["BACKENDS", "ExecResult", "Limits", "Sandbox", "default_backend", "open_sandbox"]
 
 
 def default_backend() -> str:
@@ -34,18 +35,19 @@ def open_sandbox(
     env: Mapping[str, str] | None = None,
     network: bool = False,
     ro_binds: Mapping[str, str] | None = None,
+    limits: Limits | None = None,
 ) -> Sandbox:
     """Create a sandbox of the named backend over ``repo_dir``."""
     if backend == "bwrap":
-        return BwrapSandbox(repo_dir, env=env, network=network, ro_binds=ro_binds)
+        return BwrapSandbox(repo_dir, env=env, network=network, ro_binds=ro_binds, limits=limits)
     if backend in ("podman", "docker"):
         if not image:
             raise RepogymError(f"the {backend} backend needs an image (--image NAME)")
         cls = PodmanSandbox if backend == "podman" else DockerSandbox
-        return cls(repo_dir, image=image, env=env)
+        return cls(repo_dir, image=image, env=env, limits=limits)
     if backend == "process":
         import warnings
 
         warnings.warn("the process backend runs commands on the host with no isolation", stacklevel=2)
-        return ProcessSandbox(repo_dir, env=env)
+        return ProcessSandbox(repo_dir, env=env, limits=limits)
     raise RepogymError(f"unknown backend {backend!r}; choose one of: {', '.join(BACKENDS)}")

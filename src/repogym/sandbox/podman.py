@@ -14,6 +14,7 @@ from pathlib import Path
 
 from repogym.errors import SandboxError
 from repogym.sandbox.base import REPO, ExecResult, Sandbox, run_bounded
+from repogym.sandbox.limits import Limits
 
 INSTALL_HINT = {
     "podman": "run `apt-get install podman` (see the README for the two host settings podman needs)",
@@ -36,7 +37,9 @@ class ContainerSandbox(Sandbox):
 
     name = "podman"
 
-    def __init__(self, repo_dir: Path, *, image: str, env: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, repo_dir: Path, *, image: str, env: Mapping[str, str] | None = None, limits: Limits | None = None
+    ) -> None:
         if shutil.which(self.name) is None:
             raise SandboxError(f"{self.name} is not installed: {INSTALL_HINT[self.name]}")
         if not image_exists(self.name, image):
@@ -44,12 +47,18 @@ class ContainerSandbox(Sandbox):
                 f"image {image!r} not found in {self.name}: build it with `repogym env build REPO --backend "
                 f"{self.name} --dockerfile FILE`"
             )
-        super().__init__(repo_dir, env=env)
+        super().__init__(repo_dir, env=env, limits=limits)
         self.image = image
 
     def run_argv(self, extra: list[str] | None = None) -> list[str]:
-        """The Build-A-Bench command line, with optional extra options before the image."""
-        return [self.name, "run", "--rm", "--network", "none", "-v", f"{self.repo_dir}:{REPO}:rw", *(extra or [])]
+        """The Build-A-Bench command line, sealed: no capability, no privilege gain, bounded processes, memory
+        and file size; with optional extra options before the image."""
+        lim = self.limits
+        sealed = ["--cap-drop", "ALL", "--security-opt", "no-new-privileges", f"--pids-limit={lim.max_processes}"]
+        sealed += [f"--memory={lim.memory_bytes}", f"--memory-swap={lim.memory_bytes}"]
+        sealed += ["--ulimit", f"fsize={lim.disk_bytes}:{lim.disk_bytes}"]
+        mount = ["-v", f"{self.repo_dir}:{REPO}:rw"]
+        return [self.name, "run", "--rm", "--network", "none", *sealed, *mount, *(extra or [])]
 
     def _run(
         self, argv: list[str], cwd: str, env: dict[str, str], timeout_s: float, max_output_bytes: int
@@ -70,6 +79,7 @@ class ContainerSandbox(Sandbox):
             timeout_s=timeout_s,
             max_output_bytes=max_output_bytes,
             on_timeout=kill,
+            watch=self.over_disk,
         )
 
 

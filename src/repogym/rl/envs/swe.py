@@ -1,7 +1,8 @@
 """The SWE environment: repogym's own verified tasks (a `repogym workflow` state dir) as RL items.
 
-Each rollout gets a fresh working copy at the task state in its own sandbox; the reward applies tests.diff, runs
-the suite, and is 1.0 when every FAIL_TO_PASS test passes and no PASS_TO_PASS test fails, else 0.0.
+Each rollout gets a sealed working copy (the task state, no history) in its own sandbox; the reward is graded by
+`grading` on a fresh copy (the rollout's diff, test files and infrastructure left out, plus tests.diff): 1.0 when
+every FAIL_TO_PASS test passes and no PASS_TO_PASS test fails, else 0.0.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from repogym.agents.loop import Trajectory
 from repogym.agents.tools import ALL_TOOLS
 from repogym.environment import EnvSpec, open_env_sandbox
 from repogym.errors import RepogymError
-from repogym.evaluate import SYSTEM, grade_workdir, prompt
+from repogym.evaluate import SYSTEM, prompt
+from repogym.grading import grade_solution
 from repogym.records import CheckRecord, ValidatedRecord, load_records
-from repogym.repo import RepoSource, apply_diff, commit_all, open_repo, working_copy
+from repogym.repo import RepoSource, open_repo, sealed_copy
 from repogym.rl.envs.base import Environment
 from repogym.sandbox.base import Sandbox
 
@@ -64,17 +66,15 @@ class SweEnv(Environment):
 
     def prepare(self, item: dict[str, Any], repo_dir: Path) -> None:
         rec: ValidatedRecord = item["record"]
-        working_copy(self._source(rec), repo_dir)
-        apply_diff(repo_dir, rec.src_diff)
-        commit_all(repo_dir, f"task state of {rec.task_id}")
+        sealed_copy(self._source(rec), rec.src_diff, repo_dir)
 
     def make_sandbox(self, repo_dir: Path) -> Sandbox:
         return open_env_sandbox(self.spec, repo_dir)
 
     def reward(self, item: dict[str, Any], traj: Trajectory, sandbox: Sandbox) -> tuple[float, dict[str, Any]]:
-        f2p, p2p_failed, resolved, error = grade_workdir(
-            sandbox.repo_dir, item["record"], self.spec, self.suite_timeout_s
-        )
-        if error:
-            raise RepogymError(error)
-        return (1.0 if resolved else 0.0), {"fail_to_pass": f2p, "pass_to_pass_failed": p2p_failed}
+        rec: ValidatedRecord = item["record"]
+        g = grade_solution(self._source(rec), self.spec, rec, sandbox.repo_dir, self.suite_timeout_s)
+        if g.error:
+            raise RepogymError(g.error)
+        info = {"fail_to_pass": g.fail_to_pass, "pass_to_pass_failed": g.pass_to_pass_failed, "dropped": g.dropped}
+        return (1.0 if g.resolved else 0.0), info
