@@ -87,8 +87,17 @@ def test_detect_finds_test_dependencies_everywhere(tmp_path: Path) -> None:
     )
     spec = environment.detect(tmp_path, "x", test_deps=["pytest-randomly"])
     assert spec.project_extras == ["tests"]
-    assert spec.requirements == ["requirements-dev.txt", "requirements-test.txt"]
-    for dep in ("pytest", "hypothesis", "ruff", "pytest-asyncio", "pytest-xdist", "pytest-timeout", "pytest-randomly"):
+    assert spec.requirements == ["requirements-test.txt"], "a test requirement file is preferred to the dev one"
+    for dep in (
+        "pytest",
+        "hypothesis",
+        "ruff",
+        "pytest-asyncio",
+        "pytest-xdist",
+        "pytest-timeout",
+        "pytest-randomly",
+        "responses",
+    ):
         assert dep in spec.test_deps, dep
 
 

@@ -1,5 +1,7 @@
 """The three LLM-free checks of a validated task, each in a fresh working copy and sandbox.
 
+Tests that fail, error, are skipped or are flaky at the base (spec.base) are left out of every verdict.
+
 1. task state (base + src.diff): every test passes and at least one ran.
 2. task state + tests.diff: at least one test fails; those are FAIL_TO_PASS.
 3. task state + tests.diff + gold patch (reverse src.diff outside the test files): every test passes, every
@@ -42,14 +44,21 @@ def _state(wc: Path, rec: ValidatedRecord, tests: bool, gold: bool) -> str | Non
 
 
 def run_state(
-    src: RepoSource, spec: EnvSpec, rec: ValidatedRecord, tests: bool, gold: bool, timeout_s: float
+    src: RepoSource,
+    spec: EnvSpec,
+    rec: ValidatedRecord,
+    tests: bool,
+    gold: bool,
+    timeout_s: float,
+    excluded: set[str] | None = None,
 ) -> tuple[TestRun | None, str | None]:
+    """One state's run, judged without the ``excluded`` tests (the base's known failures and flaky tests)."""
     with temp_working_copy(src, prefix="repogym-check-") as wc:
         reason = _state(wc, rec, tests, gold)
         if reason:
             return None, reason
         with open_env_sandbox(spec, wc) as sb:
-            return run_tests(spec, sb, timeout_s), None
+            return run_tests(spec, sb, timeout_s).without(excluded or set()), None
 
 
 def _outcome(name: str, run: TestRun | None, ok: bool, note: str = "") -> CheckOutcome:
@@ -73,8 +82,9 @@ def check_task(
     """Run the three checks (plus reruns of 1 and 3) and say why a task fails, in words a person can act on."""
     out = CheckRecord(task_id=rec.task_id, ok=False)
     first: TestRun | None = None
+    excluded = spec.base.excluded() if spec.base else set()
     for attempt in range(reruns + 1):
-        run1, reason = run_state(src, spec, rec, tests=False, gold=False, timeout_s=timeout_s)
+        run1, reason = run_state(src, spec, rec, tests=False, gold=False, timeout_s=timeout_s, excluded=excluded)
         if attempt == 0:
             first = run1
             if reason or run1 is None:
@@ -86,7 +96,7 @@ def check_task(
             if not ok1:
                 out.reason = _why_task_state(run1)
                 return out
-            run2, reason = run_state(src, spec, rec, tests=True, gold=False, timeout_s=timeout_s)
+            run2, reason = run_state(src, spec, rec, tests=True, gold=False, timeout_s=timeout_s, excluded=excluded)
             if reason or run2 is None:
                 out.checks.append(_outcome("tests_fail", None, False, reason or ""))
                 out.reason = reason or "tests.diff could not be applied"
@@ -102,10 +112,10 @@ def check_task(
                 )
                 return out
             out.FAIL_TO_PASS = f2p
-            out.PASS_TO_PASS = sorted(set(run1.passed))
+            out.PASS_TO_PASS = sorted(set(run1.passed) | set(run2.passed))
         elif run1 is not None and first is not None and run1.outcomes != first.outcomes:
             out.flaky = True
-        run3, reason = run_state(src, spec, rec, tests=True, gold=True, timeout_s=timeout_s)
+        run3, reason = run_state(src, spec, rec, tests=True, gold=True, timeout_s=timeout_s, excluded=excluded)
         if reason or run3 is None:
             out.checks.append(_outcome("gold_passes", None, False, reason or ""))
             out.reason = reason or "the gold patch could not be applied"

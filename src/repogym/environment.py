@@ -1,51 +1,71 @@
 """How to run a repository's tests: detect an EnvSpec, build it (venv or image), and run the suite.
 
-For bwrap the environment is a virtualenv outside the repository, cached by the hash of the dependency files,
-with the project installed in editable mode pointing at /repo, so that every working copy mounted at /repo uses
-it. Network is on while building and off while testing.
+Detection reads what a person reads (project/: pytest's configuration, test dependencies, how the version is
+derived); env_venv.py builds the virtualenv for bwrap/process, project/dockerfile.py the image for podman/docker
+when no Dockerfile is given. Network is on while building and off while testing.
 """
 
 from __future__ import annotations
 
-import configparser
 import hashlib
 import json
 import re
-import shutil
-import subprocess
+import shlex
 import sys
-import tempfile
 import tomllib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
+from repogym import env_venv
 from repogym.errors import RepogymError
-from repogym.repo import RepoSource, cache_dir, temp_working_copy
+from repogym.project import deps, imports, pytest_config, vcs_version
+from repogym.project import dockerfile as dockerfile_mod
+from repogym.repo import RepoSource, temp_working_copy
 from repogym.sandbox import Limits, Sandbox, open_sandbox
-from repogym.sandbox.bwrap import BwrapSandbox
+from repogym.sandbox.images import BASE_IMAGE
 from repogym.sandbox.podman import default_image_name, image_exists
-from repogym.testresults import TestRun, parse_junit
+from repogym.testresults import TestRun, collection_errors, parse_junit
 
-TEST_GROUPS = ("test", "tests", "testing", "dev")
 JUNIT_FILE = "repogym-junit.xml"
-BUILD_TIMEOUT_S = 1800.0
 # pytest options in addopts that need a plugin, and the plugin that provides them.
 ADDOPT_PLUGINS = {
     "--cov": "pytest-cov",
     "-n": "pytest-xdist",
     "--numprocesses": "pytest-xdist",
+    "--dist": "pytest-xdist",
     "--timeout": "pytest-timeout",
     "--benchmark": "pytest-benchmark",
+    "--codspeed": "pytest-codspeed",
     "--hypothesis": "hypothesis",
     "--reruns": "pytest-rerunfailures",
     "--mypy": "pytest-mypy",
     "--doctest-plus": "pytest-doctestplus",
+    "--randomly": "pytest-randomly",
+    "--asyncio-mode": "pytest-asyncio",
+    "--flake8": "pytest-flake8",
+    "--ruff": "pytest-ruff",
 }
 # Keeps tests from writing caches into the working copy (they would show up in diffs).
 TEST_ENV = {"PYTHONDONTWRITEBYTECODE": "1", "PIP_DISABLE_PIP_VERSION_CHECK": "1"}
+PYTEST = "python3 -m pytest -rA -p no:cacheprovider"
+JUNIT_ARGS = '--junitxml="$REPOGYM_JUNIT"'
+
+
+class BaseRun(BaseModel):
+    """The suite at the base commit, as a fact: what passes, and what is excluded from every verdict."""
+
+    passed: list[str] = Field(default_factory=list, description="Tests that passed in every base run.")
+    known_failures: dict[str, str] = Field(default_factory=dict, description="Test id -> outcome at the base.")
+    flaky: list[str] = Field(default_factory=list, description="Tests whose outcome differed between base runs.")
+    ignored_modules: dict[str, str] = Field(default_factory=dict, description="Module -> why it cannot be collected.")
+    seconds: float = Field(0.0, description="Duration of one base run.")
+
+    def excluded(self) -> set[str]:
+        """Tests that can never be FAIL_TO_PASS or PASS_TO_PASS, nor fail a check."""
+        return set(self.known_failures) | set(self.flaky)
 
 
 class EnvSpec(BaseModel):
@@ -55,20 +75,40 @@ class EnvSpec(BaseModel):
     backend: str = Field("bwrap", description="Sandbox backend: bwrap, podman, docker or process.")
     project_extras: list[str] = Field(default_factory=list, description="Optional-dependency groups to install.")
     installable: bool = Field(True, description="Whether the project itself can be pip-installed.")
-    requirements: list[str] = Field(default_factory=list, description="Requirement files, relative to the repo.")
+    requirements: list[str] = Field(default_factory=list, description="Requirement files read, relative to the repo.")
     test_deps: list[str] = Field(default_factory=list, description="Extra packages for the tests.")
     setup_command: str = Field("", description="Run before the tests in every fresh sandbox.")
-    test_command: str = Field("", description="Runs the suite; must write JUnit XML to $REPOGYM_JUNIT.")
+    run_command: str = Field(PYTEST, description="Runs the suite, as a person types it (no JUnit option).")
+    junit_args: str = Field(JUNIT_ARGS, description="Appended to run_command to write JUnit XML to $REPOGYM_JUNIT.")
+    pytest: bool = Field(True, description="Whether the suite runs under pytest (its options may be added).")
     test_env: dict[str, str] = Field(default_factory=dict, description="Environment for the test command.")
     image: str | None = Field(None, description="Container image (podman/docker).")
     dockerfile: str | None = Field(None, description="Dockerfile the image is built from.")
     venv: str | None = Field(None, description="Virtualenv path (bwrap/process), set by build.")
+    overlay: list[str] = Field(
+        default_factory=list,
+        description="Git-ignored files the build generated (a version file, say), copied into every working copy.",
+    )
+    base: BaseRun | None = Field(None, description="The base run, once recorded.")
     key: str = Field("", description="Hash of everything the environment depends on.")
     notes: list[str] = Field(default_factory=list, description="What detection found, in words.")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        """Records written before run_command existed keep their whole command (which wrote the JUnit XML)."""
+        if isinstance(data, dict) and "test_command" in data and "run_command" not in data:
+            data = {**data, "run_command": data["test_command"], "junit_args": ""}
+        return data
+
+    @property
+    def test_command(self) -> str:
+        """What the harness runs: the person's command plus the JUnit option."""
+        return f"{self.run_command} {self.junit_args}".strip()
+
 
 def default_test_command() -> str:
-    return 'python3 -m pytest -rA -p no:cacheprovider --junitxml="$REPOGYM_JUNIT"'
+    return f"{PYTEST} {JUNIT_ARGS}"
 
 
 def detect(
@@ -80,35 +120,44 @@ def detect(
 ) -> EnvSpec:
     """Infer how to install and test a Python project from its files; ``test_deps`` add to what is found and
     ``test_command`` replaces the default (it should write JUnit XML to $REPOGYM_JUNIT)."""
-    spec = EnvSpec(repo_name=repo_name, backend=backend, test_command=test_command or default_test_command())
     pyproject = _read_toml(repo_dir / "pyproject.toml")
-    has_setup = (repo_dir / "setup.py").exists() or (repo_dir / "setup.cfg").exists()
-    spec.installable = bool(pyproject.get("project") or pyproject.get("build-system")) or has_setup
-    _detect_pyproject(pyproject, spec)
-    _detect_setup_cfg(repo_dir / "setup.cfg", spec)
-    _detect_requirement_files(repo_dir, spec)
-    _detect_tox(repo_dir / "tox.ini", spec)
-    addopts = _addopts(repo_dir, pyproject)
-    for opt, plugin in ADDOPT_PLUGINS.items():
-        if re.search(rf"(^|\s){re.escape(opt)}(=|\s|$)", addopts) and plugin not in spec.test_deps:
-            spec.test_deps.append(plugin)
-            spec.notes.append(f"addopts uses {opt}: needs {plugin}")
+    spec = EnvSpec(repo_name=repo_name, backend=backend, installable=_installable(repo_dir, pyproject))
+    found = deps.discover(repo_dir, pyproject)
+    spec.project_extras, spec.test_deps, spec.requirements, spec.notes = (
+        found.extras,
+        found.deps,
+        found.files,
+        found.notes,
+    )
+    _pytest_needs(pytest_config.read(repo_dir), repo_dir, spec)
     for dep in test_deps or []:
-        if dep not in spec.test_deps:
-            spec.test_deps.append(dep)
-            spec.notes.append(f"--test-deps {dep}")
-    if "pytest" not in spec.test_deps:
+        _add_dep(spec, dep, f"--test-deps {dep}")
+    if not any(_dist_name(d) == "pytest" for d in spec.test_deps):
         spec.test_deps.insert(0, "pytest")
-    if not _has_tests(repo_dir) and not test_command:
-        raise RepogymError(
-            f"{repo_name}: no tests found (no test_*.py or *_test.py files); add tests or give --test-command"
-        )
+    if test_command:
+        spec.run_command, spec.junit_args, spec.pytest = test_command, "", False
+    else:
+        _suite(repo_dir, pytest_config.read(repo_dir), spec)
+    _vcs_version(repo_dir, pyproject, spec)
     if backend in ("podman", "docker"):
-        spec.image = default_image_name(repo_name)
-        if spec.installable:
-            spec.setup_command = "pip install -q --no-deps --no-build-isolation --break-system-packages -e /repo"
+        _container(repo_dir, pyproject, spec)
     spec.key = _key(repo_dir, spec)
     return spec
+
+
+def _installable(repo_dir: Path, pyproject: dict[str, Any]) -> bool:
+    has_setup = (repo_dir / "setup.py").exists() or (repo_dir / "setup.cfg").exists()
+    return bool(pyproject.get("project") or pyproject.get("build-system")) or has_setup
+
+
+def _dist_name(req: str) -> str:
+    return re.split(r"[\s\[<>=!~;@]", req.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _add_dep(spec: EnvSpec, dep: str, note: str) -> None:
+    if all(_dist_name(d) != _dist_name(dep) for d in spec.test_deps):
+        spec.test_deps.append(dep)
+        spec.notes.append(note)
 
 
 def _read_toml(path: Path) -> dict[str, Any]:
@@ -120,112 +169,85 @@ def _read_toml(path: Path) -> dict[str, Any]:
         raise RepogymError(f"{path}: not valid TOML ({e})") from e
 
 
-def _detect_pyproject(pyproject: dict[str, Any], spec: EnvSpec) -> None:
-    optional = pyproject.get("project", {}).get("optional-dependencies", {})
-    for group in TEST_GROUPS:
-        if group in optional:
-            spec.project_extras.append(group)
-            spec.notes.append(f"pyproject optional-dependencies [{group}]")
-    groups = pyproject.get("dependency-groups", {})
-    for group in TEST_GROUPS:
-        for dep in _flatten_group(groups, group, set()):
-            if dep not in spec.test_deps:
-                spec.test_deps.append(dep)
-        if group in groups:
-            spec.notes.append(f"pyproject dependency-groups [{group}]")
+def _pytest_needs(config: pytest_config.PytestConfig, repo_dir: Path, spec: EnvSpec) -> None:
+    """Plugins that the configuration asks for: by option in addopts, by -p, by required_plugins."""
+    if config.path:
+        spec.notes.append(f"pytest configuration: {config.path}")
+    for opt, plugin in ADDOPT_PLUGINS.items():
+        if any(
+            a == opt
+            or a.startswith((f"{opt}=", f"{opt}-"))
+            or (len(opt) == 2 and a.startswith(opt) and a[2:].isdigit())
+            for a in config.addopts
+        ):
+            _add_dep(spec, plugin, f"addopts uses {opt}: needs {plugin}")
+    local = imports.local_names(repo_dir)
+    for module in config.plugins_in_addopts():
+        if module.split(".")[0] not in local:
+            _add_dep(spec, imports.distribution(module.split(".")[0]), f"addopts -p {module}")
+    for req in config.required_plugins:
+        _add_dep(spec, req, f"required_plugins {req}")
 
 
-def _flatten_group(groups: dict[str, Any], name: str, seen: set[str]) -> list[str]:
-    if name in seen or name not in groups:
-        return []
-    seen.add(name)
-    out: list[str] = []
-    for item in groups[name]:
-        if isinstance(item, dict) and "include-group" in item:
-            out += _flatten_group(groups, item["include-group"], seen)
-        elif isinstance(item, str):
-            out.append(item)
-    return out
+def _suite(repo_dir: Path, config: pytest_config.PytestConfig, spec: EnvSpec) -> None:
+    """The pytest command: the project's own file patterns, widened when its tests have names pytest misses."""
+    patterns = config.python_files or pytest_config.DEFAULT_PYTHON_FILES
+    found = [f for f in pytest_config.test_files(repo_dir, patterns, config.testpaths) if not f.endswith("conftest.py")]
+    if found or config.python_files:
+        spec.notes.append(f"{len(found)} test module(s) match {' '.join(patterns)}")
+        spec.run_command = PYTEST
+    else:
+        wider = patterns + pytest_config.EXTRA_TEST_FILES
+        found = [
+            f for f in pytest_config.test_files(repo_dir, wider, config.testpaths) if not f.endswith("conftest.py")
+        ]
+        if not found:
+            raise RepogymError(
+                f"{spec.repo_name}: no tests found (no {', '.join(wider)} files); add tests or give --test-command"
+            )
+        spec.run_command = f"{PYTEST} -o {shlex.quote('python_files=' + ' '.join(wider))}"
+        spec.notes.append(f"tests named {', '.join(pytest_config.EXTRA_TEST_FILES)} found: pytest told to collect them")
 
 
-def _detect_setup_cfg(path: Path, spec: EnvSpec) -> None:
-    if not path.exists():
+def _vcs_version(repo_dir: Path, pyproject: dict[str, Any], spec: EnvSpec) -> None:
+    backend = vcs_version.vcs_backend(repo_dir, pyproject)
+    if backend is None:
         return
-    cfg = configparser.ConfigParser()
-    cfg.read(path)
-    if cfg.has_section("options.extras_require"):
-        for group in TEST_GROUPS:
-            if cfg.has_option("options.extras_require", group) and group not in spec.project_extras:
-                spec.project_extras.append(group)
-                spec.notes.append(f"setup.cfg extras_require [{group}]")
+    version = vcs_version.describe(repo_dir)
+    spec.test_env.update(vcs_version.pretend_env(version, pyproject.get("project", {}).get("name")))
+    spec.notes.append(f"version from git ({backend}): built as {version} (git describe or the fallback)")
 
 
-def _detect_requirement_files(repo_dir: Path, spec: EnvSpec) -> None:
-    for f in sorted(repo_dir.glob("requirements*.txt")) + sorted(repo_dir.glob("*requirements*.txt")):
-        name = f.name
-        if name in spec.requirements:
-            continue
-        if name == "requirements.txt" or "test" in name or name in ("requirements-dev.txt", "requirements_dev.txt"):
-            spec.requirements.append(name)
-            spec.notes.append(f"requirement file {name}")
-
-
-def _detect_tox(path: Path, spec: EnvSpec) -> None:
-    if not path.exists():
-        return
-    cfg = configparser.ConfigParser(interpolation=None)
-    try:
-        cfg.read(path)
-    except configparser.Error:
-        return
-    if not cfg.has_option("testenv", "deps"):
-        return
-    for line in cfg.get("testenv", "deps").splitlines():
-        dep = line.split("#")[0].strip()
-        if not dep or "{" in dep or dep.startswith("-"):
-            continue
-        if dep not in spec.test_deps:
-            spec.test_deps.append(dep)
-    spec.notes.append("tox.ini [testenv] deps")
-
-
-def _addopts(repo_dir: Path, pyproject: dict[str, Any]) -> str:
-    opts = pyproject.get("tool", {}).get("pytest", {}).get("ini_options", {}).get("addopts", "")
-    parts = [" ".join(opts) if isinstance(opts, list) else str(opts)]
-    for name, section in (("pytest.ini", "pytest"), ("tox.ini", "pytest"), ("setup.cfg", "tool:pytest")):
-        path = repo_dir / name
-        if path.exists():
-            cfg = configparser.ConfigParser(interpolation=None)
-            try:
-                cfg.read(path)
-            except configparser.Error:
-                continue
-            if cfg.has_option(section, "addopts"):
-                parts.append(cfg.get(section, "addopts"))
-    return " ".join(parts)
-
-
-def _has_tests(repo_dir: Path) -> bool:
-    for pattern in ("test_*.py", "*_test.py"):
-        for p in repo_dir.rglob(pattern):
-            if not any(part.startswith(".") or part in ("node_modules", ".venv") for part in p.parts):
-                return True
-    return False
+def _container(repo_dir: Path, pyproject: dict[str, Any], spec: EnvSpec) -> None:
+    """podman/docker: the image holds the dependencies; each fresh container installs the project from /repo."""
+    spec.image = default_image_name(spec.repo_name)
+    if spec.installable:
+        spec.setup_command = "pip install -q --no-deps --no-build-isolation --break-system-packages -e /repo"
+    spec.dockerfile = dockerfile_mod.render(
+        base_image=BASE_IMAGE,
+        build_requires=[str(r) for r in pyproject.get("build-system", {}).get("requires", ["setuptools", "wheel"])],
+        project=f".[{','.join(spec.project_extras)}]"
+        if spec.installable and spec.project_extras
+        else "."
+        if spec.installable
+        else "",
+        deps=spec.test_deps,
+        env=spec.test_env,
+    )
 
 
 def _key(repo_dir: Path, spec: EnvSpec) -> str:
     h = hashlib.sha256()
     h.update(sys.version.encode())
-    h.update(json.dumps(spec.model_dump(exclude={"key", "notes", "venv"}), sort_keys=True).encode())
-    for name in ("pyproject.toml", "setup.py", "setup.cfg", "tox.ini", *spec.requirements):
+    h.update(json.dumps(spec.model_dump(exclude={"key", "notes", "venv", "base"}), sort_keys=True).encode())
+    for name in ("pyproject.toml", "setup.py", "setup.cfg", "tox.ini", "noxfile.py", *spec.requirements):
         f = repo_dir / name
         if f.exists():
             h.update(name.encode() + b"\0" + f.read_bytes())
     return h.hexdigest()[:16]
 
 
-def venv_path(spec: EnvSpec) -> Path:
-    return cache_dir() / "venvs" / f"{spec.repo_name.replace('#', '__')}-{spec.backend}-{spec.key}"
+venv_path = env_venv.venv_path
 
 
 def build(
@@ -234,82 +256,28 @@ def build(
     """Build the environment (idempotent: an existing one is reused) and return the spec with its location."""
     say = say or (lambda _m: None)
     if spec.backend in ("bwrap", "process"):
-        return _build_venv(spec, repo_dir, say)
-    return _build_image(spec, dockerfile, say)
+        return env_venv.build_venv(spec, repo_dir, say)
+    return _build_image(spec, repo_dir, dockerfile, say)
 
 
-def _build_venv(spec: EnvSpec, repo_dir: Path, say: Callable[[str], None]) -> EnvSpec:
-    venv = venv_path(spec)
-    if (venv / ".repogym-complete").exists():
-        say(f"environment exists: {venv}")
-        return spec.model_copy(update={"venv": str(venv)})
-    shutil.rmtree(venv, ignore_errors=True)
-    venv.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([_base_python(), "-m", "venv", str(venv)], check=True, capture_output=True)
-    say(f"installing into {venv}")
-    target = "/repo" if spec.backend == "bwrap" else str(repo_dir.resolve())
-    args = [f"{venv}/bin/python", "-m", "pip", "install", "-q"]
-    for req in spec.requirements:
-        args += ["-r", f"{target}/{req}"]
-    if spec.installable:
-        extras = f"[{','.join(spec.project_extras)}]" if spec.project_extras else ""
-        args += ["-e", f"{target}{extras}"] if spec.backend == "bwrap" else [f"{target}{extras}"]
-    args += spec.test_deps
-    _run_build(args, spec, repo_dir, venv)
-    (venv / ".repogym-complete").write_text(spec.model_dump_json(indent=2))
-    return spec.model_copy(update={"venv": str(venv)})
-
-
-def _base_python() -> str:
-    return getattr(sys, "_base_executable", sys.executable)
-
-
-def _run_build(args: list[str], spec: EnvSpec, repo_dir: Path, venv: Path) -> None:
-    """Install inside a network-enabled bwrap (repo at /repo, the venv writable), or on the host for process."""
-    work = Path(tempfile.mkdtemp(prefix="repogym-build-"))
-    try:
-        copy = work / "repo"
-        shutil.copytree(repo_dir, copy, symlinks=True, ignore=shutil.ignore_patterns(".git"))
-        if spec.backend == "bwrap":
-            with BwrapSandbox(copy, network=True, extra_binds={str(venv): str(venv)}) as sb:
-                r = sb.exec(args, timeout_s=BUILD_TIMEOUT_S, max_output_bytes=200_000)
-        else:
-            args = [a.replace(str(repo_dir.resolve()), str(copy)) for a in args]
-            with open_sandbox("process", copy) as sb:
-                r = sb.exec(args, timeout_s=BUILD_TIMEOUT_S, max_output_bytes=200_000)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    if not r.ok:
-        tail = (r.stderr or r.stdout).strip().splitlines()[-5:]
-        shutil.rmtree(venv, ignore_errors=True)
-        raise RepogymError(
-            "environment build failed (pip install): "
-            + " | ".join(tail)
-            + "; fix the dependencies or pass --test-deps / --test-command"
-        )
-
-
-def _build_image(spec: EnvSpec, dockerfile: Path | None, say: Callable[[str], None]) -> EnvSpec:
+def _build_image(spec: EnvSpec, repo_dir: Path, dockerfile: Path | None, say: Callable[[str], None]) -> EnvSpec:
     engine = spec.backend
     image = spec.image or default_image_name(spec.repo_name)
-    if dockerfile is None:
-        if image_exists(engine, image):
-            say(f"image exists: {image}")
-            return spec.model_copy(update={"image": image})
-        raise RepogymError(f"image {image!r} does not exist: give --dockerfile FILE to build it")
-    if not dockerfile.is_file():
+    if dockerfile is None and image_exists(engine, image):
+        say(f"image exists: {image}")
+        return spec.model_copy(update={"image": image})
+    if dockerfile is not None and not dockerfile.is_file():
         raise RepogymError(f"{dockerfile}: no such Dockerfile")
-    ctx = Path(tempfile.mkdtemp(prefix="repogym-ctx-"))
-    try:
-        # The source is mounted at run time, never copied in: the build context holds only the Dockerfile.
-        shutil.copy(dockerfile, ctx / "Dockerfile")
-        say(f"{engine} build -t {image}")
-        p = subprocess.run([engine, "build", "-q", "-t", image, str(ctx)], capture_output=True, text=True)
-    finally:
-        shutil.rmtree(ctx, ignore_errors=True)
-    if p.returncode != 0:
-        raise RepogymError(f"{engine} build failed for {dockerfile}: {p.stderr.strip().splitlines()[-1:]}")
-    return spec.model_copy(update={"image": image, "dockerfile": dockerfile.read_text()})
+    text = dockerfile.read_text() if dockerfile is not None else spec.dockerfile
+    if not text:
+        raise RepogymError(f"image {image!r} does not exist: give --dockerfile FILE to build it")
+    if dockerfile is None and not image_exists(engine, BASE_IMAGE):
+        raise RepogymError(
+            f"the generated Dockerfile starts FROM {BASE_IMAGE}: build it once with "
+            f"`repogym env base-image --engine {engine}`, or give --dockerfile FILE"
+        )
+    dockerfile_mod.build_image(engine, image, text, repo_dir, say)
+    return spec.model_copy(update={"image": image, "dockerfile": text})
 
 
 def open_env_sandbox(spec: EnvSpec, wc: Path, limits: Limits | None = None) -> Sandbox:
@@ -325,6 +293,7 @@ def open_env_sandbox(spec: EnvSpec, wc: Path, limits: Limits | None = None) -> S
         root = Path(wc).resolve()
         env["PYTHONPATH"] = f"{root}:{root / 'src'}"
     binds = {spec.venv: spec.venv} if spec.venv and spec.backend == "bwrap" else None
+    env_venv.place_overlay(spec, wc)
     return open_sandbox(spec.backend, wc, image=spec.image, env=env, ro_binds=binds, limits=limits)
 
 
@@ -339,7 +308,8 @@ def run_tests(spec: EnvSpec, sandbox: Sandbox, timeout_s: float = 900.0, max_out
     run = TestRun(exit_code=r.exit_code, timed_out=r.timed_out, seconds=r.seconds, output=r.stdout + r.stderr)
     if junit_host.exists():
         try:
-            run.outcomes = parse_junit(junit_host.read_text(errors="replace"))
+            text = junit_host.read_text(errors="replace")
+            run.outcomes, run.collection_errors = parse_junit(text), collection_errors(text)
             return run
         except ValueError as e:
             run.note = f"JUnit XML unreadable ({e}); judged by exit code"

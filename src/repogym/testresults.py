@@ -6,7 +6,7 @@ A suite that writes no JUnit XML falls back to its exit code, and the result say
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Literal
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
@@ -24,6 +24,7 @@ class TestRun:
     seconds: float = 0.0
     output: str = ""
     note: str = ""
+    collection_errors: dict[str, str] = field(default_factory=dict)
 
     __test__ = False  # not a pytest test class
 
@@ -47,6 +48,15 @@ class TestRun:
         if self.source == "exit-code":
             return self.exit_code == 0
         return bool(self.passed) and not self.failed
+
+    def without(self, excluded: set[str]) -> TestRun:
+        """The same run judged without ``excluded`` tests (known failures and flaky tests of the base)."""
+        kept = {t: o for t, o in self.outcomes.items() if t not in excluded}
+        return replace(self, outcomes=kept)
+
+    def tail(self, lines: int = 15) -> str:
+        """The last lines the runner printed: what a person reads first when a run goes wrong."""
+        return "\n".join(self.output.rstrip().splitlines()[-lines:])
 
     def summary(self) -> dict[str, int]:
         counts = {k: 0 for k in _RANK}
@@ -94,3 +104,21 @@ def _case_outcome(case: ET.Element) -> Outcome:
     if "skipped" in tags or case.get("status") in ("skipped", "disabled", "notrun"):
         return "skipped"
     return "passed"
+
+
+def collection_errors(xml_text: str) -> dict[str, str]:
+    """Modules pytest could not collect (``tests.test_x`` -> the first line of the error), from its JUnit XML.
+
+    pytest reports each as a test case without a class whose error message is "collection failure".
+    """
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError:
+        return {}
+    out: dict[str, str] = {}
+    for case in root.iter("testcase"):
+        error = case.find("error")
+        if error is not None and error.get("message") == "collection failure" and not case.get("classname"):
+            lines = [line for line in (error.text or "").splitlines() if line.strip().startswith("E ")]
+            out[case.get("name", "")] = (lines[-1].strip()[1:].strip() if lines else "collection failure")[:300]
+    return out

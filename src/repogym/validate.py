@@ -12,17 +12,19 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from repogym import patches
+from repogym import baserun, patches
 from repogym.agents.cli import ExternalAgentConfig, external_trajectory
 from repogym.agents.loop import AgentConfig, Trajectory, run_agent
-from repogym.environment import EnvSpec, open_env_sandbox, run_tests
+from repogym.environment import BaseRun, EnvSpec, open_env_sandbox, run_tests
 from repogym.errors import PatchError, RepogymError
 from repogym.llm import LLM, ModelConfig
+from repogym.project.pytest_config import is_test_path
 from repogym.records import TaskRecord, ValidatedRecord
 from repogym.repo import RepoSource, commit_all, diff, git, temp_working_copy
 from repogym.testresults import TestRun
 
 COLLECTION_ERROR_CODES = (2, 3, 4, 5)  # pytest: interrupted, internal error, usage error, no tests collected
+MAX_REPAIRS = 3
 
 
 class Rejected(RepogymError):
@@ -31,28 +33,32 @@ class Rejected(RepogymError):
 
 @dataclass
 class Baseline:
-    """The suite at the base commit: validation compares every candidate against it."""
+    """The suite at the base commit (recorded in spec.base): validation compares every candidate against it."""
 
-    run: TestRun
+    spec: EnvSpec
+
+    @property
+    def facts(self) -> BaseRun:
+        assert self.spec.base is not None
+        return self.spec.base
 
     @property
     def passing(self) -> set[str]:
-        return set(self.run.passed)
+        """Tests that pass in every base run: the only ones that may become FAIL_TO_PASS or PASS_TO_PASS."""
+        return set(self.facts.passed)
+
+    @property
+    def excluded(self) -> set[str]:
+        return self.facts.excluded()
 
     def timeout(self) -> float:
         """A suite run that takes 10x longer than at the base is stuck (a mutation can loop forever)."""
-        return max(60.0, 10 * self.run.seconds)
+        return max(60.0, 10 * self.facts.seconds)
 
 
 def baseline(src: RepoSource, spec: EnvSpec, timeout_s: float = 900.0) -> Baseline:
-    with temp_working_copy(src) as wc, open_env_sandbox(spec, wc) as sb:
-        run = run_tests(spec, sb, timeout_s)
-    if not run.all_passed:
-        raise RepogymError(
-            f"{src.name}: the test suite does not pass at the base commit ({len(run.failed)} failing, "
-            f"{run.note or 'see env test'}); fix the environment with `repogym env test` first"
-        )
-    return Baseline(run)
+    """The recorded base run of ``spec``, recording it first when it is not there yet."""
+    return Baseline(spec if spec.base is not None else baserun.record(src, spec, timeout_s))
 
 
 def validate_auto(
@@ -69,29 +75,14 @@ def validate_auto(
             patches.apply(patches.parse(task.patches), wc)
         except PatchError as e:
             raise Rejected(f"the candidate's patch does not apply: {e}") from e
-        with open_env_sandbox(spec, wc) as sb:
-            run = run_tests(spec, sb, timeout_s)
-        if run.timed_out:
-            raise Rejected(f"the suite timed out after {timeout_s:.0f}s with the change")
-        if run.source == "junit" and run.exit_code in COLLECTION_ERROR_CODES or not run.outcomes:
-            raise Rejected(f"the suite errors at collection with the change (exit code {run.exit_code})")
-        failing = sorted(set(run.failed) & base.passing)
-        if not failing:
-            raise Rejected("no test fails with the change: the changed code is not covered by the tests")
-        if len(failing) > max_fail_fraction * len(base.passing):
-            raise Rejected(
-                f"{len(failing)} of {len(base.passing)} tests fail: the change breaks the program as a whole, "
-                "not one behaviour (raise --max-fail-fraction to keep such tasks)"
-            )
+        run = _run(spec, wc, timeout_s)
+        failing = _failing(run, base, timeout_s, max_fail_fraction)
         source_files = _changed(wc)
-        test_files = remove_tests(wc, failing)
-        if set(source_files) & set(test_files):
-            raise Rejected("the change touches a test file")
+        test_files = separate_tests(wc, spec, base, failing, source_files, timeout_s)
         src_diff = diff(wc, src.commit_sha)
         task_sha = commit_all(wc, f"task state of {task.task_id}")
         git(["checkout", "-q", src.commit_sha, "--", *test_files], cwd=wc)
         tests_diff = diff(wc, task_sha)
-    passing_after = set(run.passed)
     return ValidatedRecord(
         task_id=task.task_id,
         repo=task.repo,
@@ -101,10 +92,70 @@ def validate_auto(
         task_description=describe_failures(task, run, failing),
         commit_message=f"{task.subject}\n\nFails: {', '.join(failing)}",
         validator="auto",
-        log=f"{len(failing)} test(s) fail with the change; {len(passing_after)} pass",
+        log=f"{len(failing)} test(s) fail with the change; {len(run.passed)} pass",
         FAIL_TO_PASS=failing,
-        PASS_TO_PASS=sorted(base.passing & passing_after),
+        PASS_TO_PASS=sorted(base.passing & set(run.passed)),
     )
+
+
+def _run(spec: EnvSpec, wc: Path, timeout_s: float) -> TestRun:
+    with open_env_sandbox(spec, wc) as sb:
+        return run_tests(spec, sb, timeout_s)
+
+
+def _failing(run: TestRun, base: Baseline, timeout_s: float, max_fail_fraction: float) -> list[str]:
+    """The base-passing tests that the change makes fail; Rejected when there are none or too many."""
+    if run.timed_out:
+        raise Rejected(f"the suite timed out after {timeout_s:.0f}s with the change")
+    if run.source == "junit" and run.exit_code in COLLECTION_ERROR_CODES or not run.outcomes:
+        raise Rejected(f"the suite errors at collection with the change (exit code {run.exit_code})")
+    failing = sorted(set(run.failed) & base.passing)
+    if not failing:
+        raise Rejected("no test fails with the change: the changed code is not covered by the tests")
+    if len(failing) > max_fail_fraction * len(base.passing):
+        raise Rejected(
+            f"{len(failing)} of {len(base.passing)} tests fail: the change breaks the program as a whole, "
+            "not one behaviour (raise --max-fail-fraction to keep such tasks)"
+        )
+    return failing
+
+
+def separate_tests(
+    wc: Path, spec: EnvSpec, base: Baseline, failing: list[str], source_files: list[str], timeout_s: float
+) -> list[str]:
+    """Remove the failing tests from the changed working copy so that the rest of the suite passes; returns
+    the test files touched (they become tests.diff).
+
+    First surgically (the functions, methods or parametrized functions that produce the failing tests); then, as
+    long as the task state still has failing tests or modules that no longer collect, the whole modules move
+    into tests.diff (their passing tests come back as PASS_TO_PASS). Rejected when that cannot work.
+    """
+    whole: set[str] = set()
+    for _ in range(MAX_REPAIRS):
+        files = remove_tests(wc, failing, whole)
+        if set(source_files) & set(files):
+            raise Rejected("the change touches a test file")
+        problems = _task_state_problems(_run(spec, wc, timeout_s), base)
+        if not problems:
+            return files
+        more = {_test_file(wc, t) for t in problems} | set(files)
+        if more <= whole:
+            break
+        git(["checkout", "-q", "HEAD", "--", *files], cwd=wc)  # the base's test files, then remove anew
+        whole |= more
+    raise Rejected(f"the task state fails without the feature's tests: {', '.join(sorted(problems)[:5])}")
+
+
+def _task_state_problems(run: TestRun, base: Baseline) -> set[str]:
+    """Tests that fail in the task state (base exclusions aside) and modules that no longer collect."""
+    if run.timed_out:
+        raise Rejected("the suite times out in the task state")
+    judged = run.without(base.excluded)
+    failed = {t for t in judged.failed if t.split("::")[-1] not in run.collection_errors}
+    problems = failed | set(run.collection_errors)
+    if not problems and not judged.passed:
+        raise Rejected("no test runs in the task state")
+    return problems
 
 
 def _changed(wc: Path) -> list[str]:
@@ -119,11 +170,19 @@ def describe_failures(task: TaskRecord, run: TestRun, failing: list[str]) -> str
     return f"{task.task_description}\n\nThe behaviour is checked by tests such as {shown}."
 
 
+def split_test_id(test_id: str) -> tuple[str, str]:
+    """(JUnit class name, function name) of an id; parameters may hold '::', spaces, brackets or slashes."""
+    head = test_id.split("[", 1)[0]
+    cls, _, name = head.rpartition("::")
+    return cls, name
+
+
 def test_location(wc: Path, test_id: str) -> tuple[str, list[str], str]:
     """(file, class path, function name) of a JUnit test id such as ``tests.test_a.TestK::test_x[1]``."""
-    cls, _, name = test_id.rpartition("::")
-    func = name.split("[")[0]
-    parts = cls.split(".")
+    cls, func = split_test_id(test_id)
+    parts = [p for p in cls.split(".") if p]
+    if not parts and func:
+        parts, func = func.split("."), ""  # a module-level error: the name is the module
     for k in range(len(parts), 0, -1):
         rel = "/".join(parts[:k]) + ".py"
         if (wc / rel).is_file():
@@ -131,30 +190,52 @@ def test_location(wc: Path, test_id: str) -> tuple[str, list[str], str]:
     raise Rejected(f"cannot find the file of test {test_id!r}")
 
 
-def remove_tests(wc: Path, test_ids: list[str]) -> list[str]:
-    """Delete the test functions (with their decorators) by AST positions; returns the files changed."""
+def _test_file(wc: Path, test_id: str) -> str:
+    rel = test_location(wc, test_id)[0]
+    if not is_test_path(rel):
+        raise Rejected(f"test {test_id!r} lives in {rel}, which is not a test module (a doctest?)")
+    return rel
+
+
+def remove_tests(wc: Path, test_ids: list[str], whole: set[str] | None = None) -> list[str]:
+    """Delete the test functions (with their decorators) by AST positions, or whole modules (those in
+    ``whole``, and those where a test is not defined in its own class: inherited); returns the files changed."""
+    whole = set(whole or ())
     targets: dict[str, set[tuple[tuple[str, ...], str]]] = {}
     for tid in test_ids:
         rel, classes, func = test_location(wc, tid)
+        if not is_test_path(rel):
+            raise Rejected(f"test {tid!r} lives in {rel}, which is not a test module (a doctest?)")
         targets.setdefault(rel, set()).add((tuple(classes), func))
     for rel, wanted in targets.items():
-        path = wc / rel
-        text = path.read_text()
-        spans = sorted(_function_spans(ast.parse(text), wanted), reverse=True)
-        if len(spans) < len(wanted):
-            raise Rejected(f"{rel}: cannot find every failing test function to remove")
-        lines = text.splitlines(keepends=True)
-        for first, last, indent, alone in spans:
-            while not alone and last < len(lines) and not lines[last].strip():
-                last += 1  # the blank lines after the function go with it
-            lines[first - 1 : last] = [f"{indent}pass\n"] if alone else []
-        path.write_text("".join(lines))
-    return sorted(targets)
+        if rel not in whole and not _remove_functions(wc / rel, wanted):
+            whole.add(rel)
+    for rel in sorted(whole):
+        if rel.rsplit("/", 1)[-1] != "conftest.py":
+            (wc / rel).unlink(missing_ok=True)
+    return sorted(set(targets) | whole)
 
 
-def _function_spans(tree: ast.Module, wanted: set[tuple[tuple[str, ...], str]]) -> list[tuple[int, int, str, bool]]:
-    """(first line, last line, indent, only statement in its body) of each wanted function."""
-    out: list[tuple[int, int, str, bool]] = []
+def _remove_functions(path: Path, wanted: set[tuple[tuple[str, ...], str]]) -> bool:
+    """Cut the wanted functions out of ``path``; False (and no change) when one of them is not there."""
+    text = path.read_text()
+    spans = sorted(_function_spans(ast.parse(text), wanted), reverse=True)
+    if len({(c, f) for c, f, *_ in spans}) < len(wanted):
+        return False
+    lines = text.splitlines(keepends=True)
+    for _c, _f, first, last, indent, alone in spans:
+        while not alone and last < len(lines) and not lines[last].strip():
+            last += 1  # the blank lines after the function go with it
+        lines[first - 1 : last] = [f"{indent}pass\n"] if alone else []
+    path.write_text("".join(lines))
+    return True
+
+
+def _function_spans(
+    tree: ast.Module, wanted: set[tuple[tuple[str, ...], str]]
+) -> list[tuple[tuple[str, ...], str, int, int, str, bool]]:
+    """(class path, name, first line, last line, indent, only statement in its body) of each wanted function."""
+    out: list[tuple[tuple[str, ...], str, int, int, str, bool]] = []
 
     def visit(body: list[ast.stmt], classes: tuple[str, ...]) -> None:
         for node in body:
@@ -162,7 +243,8 @@ def _function_spans(tree: ast.Module, wanted: set[tuple[tuple[str, ...], str]]) 
                 visit(node.body, (*classes, node.name))
             elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (classes, node.name) in wanted:
                 first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
-                out.append((first, node.end_lineno or node.lineno, " " * node.col_offset, len(body) == 1))
+                end = node.end_lineno or node.lineno
+                out.append((classes, node.name, first, end, " " * node.col_offset, len(body) == 1))
 
     visit(tree.body, ())
     return out
@@ -206,7 +288,7 @@ class BuiltinRunner:
         self.validator = f"agent:{model.model}"
 
     def test_command(self, spec: EnvSpec, wc: Path) -> str:
-        return spec.test_command.split(" --junitxml")[0]
+        return spec.run_command
 
     def run(self, prompt: str, spec: EnvSpec, wc: Path) -> Trajectory:
         import asyncio
@@ -265,7 +347,7 @@ def validate_with_agent(
         if head == src.commit_sha:
             raise Rejected("the agent did not commit the feature's tests")
         test_files = [f for f in git(["diff", "--name-only", src.commit_sha, head], cwd=wc).splitlines() if f]
-        test_files += [f for f in _changed(wc) if _is_test_file(f) and f not in test_files]
+        test_files += [f for f in _changed(wc) if is_test_path(f) and f not in test_files]
         src_diff = diff(wc, src.commit_sha)
         tree = git(["write-tree"], cwd=wc).strip()  # the work tree, as diff() staged it
         tests_diff = git(["diff", "--binary", tree, "HEAD", "--", *test_files], cwd=wc) if test_files else ""
@@ -284,8 +366,3 @@ def validate_with_agent(
         tips=tips,
     )
     return record, traj
-
-
-def _is_test_file(path: str) -> bool:
-    name = path.rsplit("/", 1)[-1]
-    return name.startswith("test_") or name.endswith("_test.py") or "tests/" in path or name == "conftest.py"

@@ -15,12 +15,12 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from repogym import environment, validate
+from repogym import baserun, environment, validate
 from repogym.agents.cli import AGENTS, ExternalAgentConfig
 from repogym.agents.loop import AgentConfig
 from repogym.check import check_many
 from repogym.env_agent import build_with_agent
-from repogym.environment import EnvSpec
+from repogym.environment import BaseRun, EnvSpec
 from repogym.errors import RepogymError
 from repogym.llm import ModelConfig
 from repogym.progress import stage
@@ -56,7 +56,9 @@ class WorkflowConfig(BaseModel):
 
     repo: str = Field(description="Repository: directory, tarball or git URL.")
     ref: str | None = Field(None, description="Branch, tag or commit.")
-    patterns: list[str] = Field(description="Globs of the source files to synthesize tasks from.")
+    patterns: list[str] = Field(
+        default_factory=list, description="Globs of the source files (default: the project's importable modules)."
+    )
     state_dir: Path = Field(description="Where the state files live.")
     num_candidates: int = Field(20, description="Candidates to synthesize in total.")
     strategy: str = Field("procedural", description="Synthesis strategy: procedural or feature_removal.")
@@ -79,6 +81,11 @@ class WorkflowConfig(BaseModel):
 
 
 class Summary(BaseModel):
+    env_seconds: float = 0.0
+    base_passed: int = 0
+    known_failures: int = 0
+    flaky: int = 0
+    ignored_modules: list[str] = Field(default_factory=list)
     candidates: int
     validated: int
     rejected: int
@@ -96,6 +103,7 @@ class Workflow:
         self.dir = cfg.state_dir
         self.path = {name: self.dir / name for name in STATE_FILES}
         self.timeout = cfg.timeout_s or 900.0
+        self.env_seconds = 0.0
 
     def log(self, msg: str) -> None:
         with self.path["workflow.log"].open("a") as f:
@@ -111,8 +119,10 @@ class Workflow:
                 self.log(f"dropped a torn last line of {p.name} (a killed run)")
         self.log(f"start {self.cfg.model_dump_json()}")
         src = open_repo(self.cfg.repo, self.cfg.ref, say=self.log)
+        started = time.monotonic()
         spec = self.environment(src)
-        base = validate.baseline(src, spec)
+        self.env_seconds = time.monotonic() - started
+        base = validate.Baseline(spec)
         self.timeout = self.cfg.timeout_s or base.timeout()
         self.synthesize(src, spec)
         self.validate(src, spec, base)
@@ -135,7 +145,9 @@ class Workflow:
             result = build_with_agent(src, self._external(), image, self.cfg.env_tips_path, log)
             self.log(f"environment agent built {image} ({result.image_id[:12]})")
             (self.dir / "Dockerfile").write_text(result.dockerfile)
-        spec = environment.prepare(src, self.cfg.backend, dockerfile=self.cfg.dockerfile, say=self.log)
+        spec = baserun.prepare_with_base(
+            src, self.cfg.backend, dockerfile=self.cfg.dockerfile, timeout_s=self.timeout, say=self.log
+        )
         self.path["env.json"].write_text(spec.model_dump_json(indent=2))
         return spec
 
@@ -270,7 +282,13 @@ class Workflow:
                 by.setdefault(strategy.get(str(r["task_id"]), "?"), Counter())[key] += 1
         for tid in ok_ids:
             by.setdefault(strategy.get(tid, "?"), Counter())["passed"] += 1
+        base = self._base_facts()
         return Summary(
+            env_seconds=round(self.env_seconds, 1),
+            base_passed=len(base.passed),
+            known_failures=len(base.known_failures),
+            flaky=len(base.flaky),
+            ignored_modules=sorted(base.ignored_modules),
             candidates=len(tasks),
             validated=len(validated),
             rejected=len(rejected),
@@ -279,3 +297,9 @@ class Workflow:
             by_strategy={k: dict(v) for k, v in sorted(by.items())},
             state_dir=str(self.dir),
         )
+
+    def _base_facts(self) -> BaseRun:
+        """The base run recorded in env.json (empty when there is none yet)."""
+        env = self.path["env.json"]
+        spec = EnvSpec.model_validate_json(env.read_text()) if env.exists() else None
+        return spec.base if spec and spec.base else BaseRun()

@@ -14,7 +14,6 @@ from repogym.cli.common import (
     BACKEND_OPT,
     MAX_RETRIES_OPT,
     MODEL_OPT,
-    PATTERNS_ARG,
     REF_OPT,
     REPO_ARG,
     TIMEOUT_OPT,
@@ -33,11 +32,18 @@ from repogym.errors import RepogymError
 if TYPE_CHECKING:
     from repogym.records import CheckRecord
 
+# The source files are optional: without them, the project's importable modules are the targets.
+SOURCE_GLOBS_ARG = typer.Argument(
+    None, help="Globs of the source files to work on, e.g. 'src/pkg/*.py' (default: the importable modules)."
+)
+FILES_OPT = typer.Option(None, "--files", help="A glob that narrows the source files (repeatable).")
+
 
 @app.command("synth")
 def synth_cmd(
     repo: str = REPO_ARG,
-    patterns: list[str] = PATTERNS_ARG,
+    patterns: list[str] | None = SOURCE_GLOBS_ARG,
+    files: list[str] | None = FILES_OPT,
     ref: str | None = REF_OPT,
     strategy: str | None = typer.Option(
         None, "--strategy", help="feature_removal (LLM; the default with --model) or procedural (no LLM)."
@@ -74,6 +80,7 @@ def synth_cmd(
     from repogym.synth.procedural import synthesize
 
     strategy = pick_strategy(strategy, model)
+    patterns = [*(patterns or []), *(files or [])]
     src = open_repo(repo, ref, say=say)
     records: list[TaskRecord]
     with temp_working_copy(src) as wc:
@@ -97,7 +104,8 @@ def synth_cmd(
                 src, wc, patterns, num_candidates=num_candidates, seed=seed, avoid=set(avoid or []), executed=executed
             )
     if not records:
-        raise RepogymError(f"no candidates from files matching {' '.join(patterns)} (see the messages above)")
+        where = f"files matching {' '.join(patterns)}" if patterns else "the project's importable modules"
+        raise RepogymError(f"no candidates from {where} (see the messages above); give globs of source files")
     for rec in records:
         if output:
             append_record(output, rec)
@@ -129,7 +137,7 @@ def validate_cmd(
     """Turn task candidates into src.diff + tests.diff by running the suite (validated_tasks.jsonl)."""
     import json
 
-    from repogym import environment, validate
+    from repogym import baserun, validate
     from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
     from repogym.records import TaskRecord, append_record, existing_ids, load_records
     from repogym.repo import open_repo
@@ -171,13 +179,13 @@ def validate_cmd(
         if rec.task_id in done:
             continue
         src = open_repo(repo or rec.repo, rec.commit_sha, say=say)
-        spec = environment.prepare(src, chosen, say=say)
+        spec = baserun.prepare_with_base(src, chosen, say=say)
         try:
             if runner is not None:
                 tips = tips_path.read_text() if tips_path and tips_path.exists() else ""
                 record, _ = validate.validate_with_agent(rec, src, spec, runner, tips)
             else:
-                base = validate.baseline(src, spec)
+                base = validate.Baseline(spec)
                 record = validate.validate_auto(rec, src, spec, base, timeout or base.timeout(), max_fail_fraction)
             append_record(output, record)
             console.print(f"{rec.task_id}: validated")
@@ -240,8 +248,11 @@ def _print_checks(results: list[CheckRecord], skipped: int) -> None:
 @app.command("workflow")
 def workflow_cmd(
     repo: str = REPO_ARG,
-    patterns: list[str] = PATTERNS_ARG,
-    state_dir: Path = typer.Option(..., "--state-dir", help="Directory of the state files (resumable)."),
+    patterns: list[str] | None = SOURCE_GLOBS_ARG,
+    files: list[str] | None = FILES_OPT,
+    state_dir: Path | None = typer.Option(
+        None, "--state-dir", help="Directory of the state files, resumable (default: outputs/NAME)."
+    ),
     ref: str | None = REF_OPT,
     num_candidates: int = typer.Option(20, "--num-candidates", help="Candidates to synthesize in total."),
     strategy: str | None = typer.Option(
@@ -285,8 +296,8 @@ def workflow_cmd(
     cfg = WorkflowConfig(
         repo=repo,
         ref=ref,
-        patterns=patterns,
-        state_dir=state_dir,
+        patterns=[*(patterns or []), *(files or [])],
+        state_dir=state_dir or default_state_dir(repo),
         num_candidates=num_candidates,
         strategy=strategy,
         model=model_cfg,
@@ -306,6 +317,14 @@ def workflow_cmd(
     )
     summary = Workflow(cfg).run()
     _print_summary(summary)
+
+
+def default_state_dir(repo: str) -> Path:
+    """outputs/NAME, NAME being the repository's name without .git / tarball suffixes."""
+    name = repo.rstrip("/").rsplit("/", 1)[-1] or "repo"
+    for suffix in (".tar.gz", ".tgz", ".tar", ".git"):
+        name = name.removesuffix(suffix)
+    return Path("outputs") / name
 
 
 def _print_summary(summary: object) -> None:
@@ -331,6 +350,12 @@ def _print_summary(summary: object) -> None:
         str(summary.checked),
         str(summary.passed),
         style="bold",
+    )
+    console.print(
+        f"base run: {summary.base_passed} tests pass; {summary.known_failures} known failures and {summary.flaky} "
+        f"flaky tests excluded; {len(summary.ignored_modules)} module(s) ignored"
+        + (f" ({', '.join(summary.ignored_modules)})" if summary.ignored_modules else "")
+        + f" (details in {summary.state_dir}/env.json)"
     )
     console.print(table)
     console.print(f"{summary.rejected} candidate(s) rejected by validation (reasons in rejected_tasks.jsonl)")

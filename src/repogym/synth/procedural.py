@@ -12,9 +12,42 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repogym.patches import block_for_edit, render
+from repogym.project.pytest_config import is_test_path
 from repogym.records import TaskRecord
 from repogym.repo import RepoSource
 from repogym.synth.transforms import Edit, edits, first_line, functions
+
+# Folders and top-level modules that hold no importable project code.
+NOT_SOURCE = {
+    "docs",
+    "doc",
+    "examples",
+    "example",
+    "benchmarks",
+    "benchmark",
+    "scripts",
+    "tools",
+    "misc",
+    "build",
+    "dist",
+    "setup",
+    "conftest",
+    "noxfile",
+    "fabfile",
+    "tasks",
+    "runtests",
+    "manage",
+    "conf",
+    "bootstrap",
+    "versioneer",
+    "test",
+    "tests",
+    "testing",
+    "__pycache__",
+    "site-packages",
+    "node_modules",
+    "venv",
+}
 
 
 @dataclass(frozen=True)
@@ -28,19 +61,38 @@ class Candidate:
 
 
 def matching_files(wc: Path, patterns: list[str], include_tests: bool = False) -> list[str]:
-    """Python files under ``wc`` matching any glob, sorted; test files only when asked for."""
+    """Python files under ``wc`` matching any glob, sorted; test files only when asked for. Without patterns:
+    the project's importable source files (``source_files``)."""
+    if not patterns:
+        return source_files(wc)
     found: set[str] = set()
     for p in wc.rglob("*.py"):
         rel = p.relative_to(wc).as_posix()
-        if rel.startswith(".") or "/." in rel:
-            continue
-        name = p.name
-        is_test = name.startswith("test_") or name.endswith("_test.py") or name == "conftest.py" or "tests/" in rel
-        if is_test and not include_tests:
+        if rel.startswith(".") or "/." in rel or (is_test_path(rel) and not include_tests):
             continue
         if any(fnmatch.fnmatch(rel, pat) for pat in patterns):
             found.add(rel)
     return sorted(found)
+
+
+def source_files(wc: Path) -> list[str]:
+    """The modules a user of the project imports: packages and modules at the top or under src/ (not tests,
+    docs, examples, benchmarks, scripts or setup files)."""
+    found: set[str] = set()
+    for root in (wc, wc / "src", wc / "lib"):
+        if not root.is_dir():
+            continue
+        for p in root.iterdir():
+            if p.is_dir() and p.name not in NOT_SOURCE and not p.name.startswith(".") and _is_package(p, root, wc):
+                found |= {f.relative_to(wc).as_posix() for f in p.rglob("*.py")}
+            elif p.suffix == ".py" and p.stem not in NOT_SOURCE and not p.name.startswith("."):
+                found.add(p.relative_to(wc).as_posix())
+    return sorted(f for f in found if not is_test_path(f) and not set(f.split("/")[:-1]) & NOT_SOURCE)
+
+
+def _is_package(p: Path, root: Path, wc: Path) -> bool:
+    """A regular package, or under src/ any folder (namespace packages)."""
+    return (p / "__init__.py").is_file() or root != wc
 
 
 def candidates(wc: Path, files: list[str], executed: set[tuple[str, int]] | None) -> Iterator[Candidate]:
