@@ -10,8 +10,12 @@ import typer
 from repogym.cli.common import (
     API_BASE_OPT,
     BACKEND_OPT,
+    MAX_DISK_OPT,
+    MAX_MEMORY_OPT,
+    MAX_PROCESSES_OPT,
     MAX_RETRIES_OPT,
     app,
+    build_limits,
     build_model_config,
     console,
     load_tasks,
@@ -45,6 +49,9 @@ def eval_cmd(
     max_retries: int = MAX_RETRIES_OPT,
     backend: str | None = BACKEND_OPT,
     repo: str | None = typer.Option(None, "--repo", help="Repository (default: each record's `repo`)."),
+    max_processes: int = MAX_PROCESSES_OPT,
+    max_memory: str = MAX_MEMORY_OPT,
+    max_disk: str = MAX_DISK_OPT,
 ) -> None:
     """Run an agent on validated tasks and grade it by FAIL_TO_PASS / PASS_TO_PASS; resumable."""
     import asyncio
@@ -74,6 +81,7 @@ def eval_cmd(
         no_exec=no_exec,
         workers=workers,
         external=external,
+        limits=build_limits(max_processes, max_memory, max_disk),
     )
     results_path = output_dir / "results.jsonl"
     old = (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -12,6 +13,7 @@ from rich.console import Console
 
 from repogym import __version__
 from repogym.errors import RepogymError
+from repogym.sandbox.limits import Limits
 
 if TYPE_CHECKING:
     from repogym.environment import EnvSpec
@@ -161,3 +163,24 @@ def load_tasks(validated: Path, tasks: Path | None, ids: list[str] | None) -> li
         missing = sorted(set(ids) - {r.task_id for r, _ in out})
         raise RepogymError(f"task id(s) not in {validated}: {', '.join(missing)}")
     return out
+
+
+MAX_PROCESSES_OPT = typer.Option(512, "--max-processes", help="Processes alive at once in one sandbox.")
+MAX_MEMORY_OPT = typer.Option("4G", "--max-memory", help="Memory of one sandbox, e.g. 4G or 512M.")
+MAX_DISK_OPT = typer.Option("2G", "--max-disk", help="What one sandbox may write to /repo and /tmp, e.g. 2G.")
+
+
+def parse_size(text: str, flag: str) -> int:
+    """'4G', '512M', '100K' or a byte count -> bytes; a clear error naming the flag otherwise."""
+    m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)i?B?\s*", text, flags=re.I)
+    if not m:
+        raise RepogymError(f"{flag} {text!r}: give a size such as 4G, 512M or 100K")
+    return int(float(m.group(1)) * 1024 ** "_KMGT".index(m.group(2).upper() or "_"))
+
+
+def build_limits(max_processes: int, max_memory: str, max_disk: str) -> Limits:
+    return Limits(
+        max_processes=max_processes,
+        memory_bytes=parse_size(max_memory, "--max-memory"),
+        disk_bytes=parse_size(max_disk, "--max-disk"),
+    )
