@@ -130,6 +130,7 @@ def _dispatch(sandbox: Sandbox, name: str, args: dict[str, Any], limits: ToolLim
     if name == "bash":
         r = sandbox.exec(args["command"], timeout_s=limits.command_timeout_s, max_output_bytes=limits.max_output_bytes)
         head = f"timed out after {limits.command_timeout_s:.0f}s" if r.timed_out else f"exit code: {r.exit_code}"
+        head += f" (stopped by the sandbox: {r.limit})" if r.limit else ""
         return ToolResult(f"{head}\nstdout:\n{r.stdout}\nstderr:\n{r.stderr}")
     path = _path(args["path"])
     if name == "read_file":
