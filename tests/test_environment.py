@@ -183,3 +183,140 @@ def test_process_backend_tests_the_working_copy_not_the_installed_base(tmp_path:
             run = environment.run_tests(spec, sb)
     assert run.outcomes["tests.test_evaluator::test_addition"] == "failed"
     assert run.outcomes["tests.test_reader::test_tokenize_simple"] == "passed"
+
+
+def test_pytest_config_is_read_in_pytests_order(tmp_path: Path) -> None:
+    from repogym.project import pytest_config
+
+    _write(
+        tmp_path,
+        {
+            "setup.cfg": "[tool:pytest]\naddopts = --timeout=5\n",
+            "tox.ini": "[pytest]\naddopts = -n 2\n",
+            "pyproject.toml": "[tool.pytest.ini_options]\ntestpaths = ['t']\naddopts = '-p xdist'\n",
+        },
+    )
+    assert pytest_config.read(tmp_path).path == "pyproject.toml"
+    assert pytest_config.read(tmp_path).plugins_in_addopts() == ["xdist"]
+    (tmp_path / ".pytest.ini").write_text("[pytest]\naddopts = --cov=x -pno:cacheprovider -p pytest_mock\n")
+    hidden = pytest_config.read(tmp_path)
+    assert hidden.path == ".pytest.ini" and hidden.plugins_in_addopts() == ["pytest_mock"]
+    (tmp_path / "pytest.ini").write_text("")  # pytest.ini wins even when empty
+    assert pytest_config.read(tmp_path).path == "pytest.ini" and pytest_config.read(tmp_path).addopts == []
+    (tmp_path / "pytest.ini").unlink()
+    (tmp_path / ".pytest.ini").unlink()
+    (tmp_path / "pyproject.toml").write_text("[tool.pytest]\nrequired_plugins = ['pytest-mock>=3']\n")
+    assert pytest_config.read(tmp_path).required_plugins == ["pytest-mock>=3"]
+
+
+def test_hidden_pytest_ini_plugins_become_test_deps(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            ".pytest.ini": "[pytest]\naddopts = --cov=x --cov-branch -p pytest_mock\n"
+            "required_plugins = pytest-timeout\n",
+            "tests/test_x.py": "def test_x():\n    pass\n",
+        },
+    )
+    spec = environment.detect(tmp_path, "x")
+    for dep in ("pytest-cov", "pytest-mock", "pytest-timeout"):
+        assert dep in spec.test_deps, dep
+
+
+def test_tox_deps_are_read_as_tox_reads_them(tmp_path: Path) -> None:
+    import sys
+
+    here = f"py3{sys.version_info.minor}"
+    _write(
+        tmp_path,
+        {
+            "tox.ini": f"""
+                [base]
+                deps = attrs
+                [testenv]
+                deps =
+                    pytest
+                    coverage: coverage
+                    {here}: only-here
+                    py{{27,35}}: only-old
+                    !{here}: not-here
+                    -r{{toxinidir}}/req/test.txt
+                    {{[base]deps}}
+                    mock; python_version < "3"
+                extras = tests
+                """,
+            "req/test.txt": "-r more.txt\nhypothesis\n",
+            "req/more.txt": "freezegun  # a comment\n",
+            "tests/test_x.py": "def test_x():\n    pass\n",
+        },
+    )
+    spec = environment.detect(tmp_path, "x")
+    assert spec.project_extras == ["tests"]
+    for dep in ("pytest", "only-here", "hypothesis", "freezegun", "attrs"):
+        assert dep in spec.test_deps, dep
+    for dep in ("coverage", "only-old", "not-here"):
+        assert dep not in spec.test_deps, dep
+    assert not any(d.startswith("mock") for d in spec.test_deps), "markers are evaluated for this Python"
+
+
+def test_requirement_folders_and_nox_sessions(tmp_path: Path) -> None:
+    _write(
+        tmp_path,
+        {
+            "requirements/testing.txt": "-e .[extra]\nresponses\n",
+            "requirements/docs.txt": "sphinx\n",
+            "noxfile.py": "import nox\n\n@nox.session\ndef tests(session):\n"
+            "    session.install('pytest-httpserver', '-r', 'dev-requirements.txt')\n",
+            "dev-requirements.txt": "trustme\n",
+            "tests/test_x.py": "def test_x():\n    pass\n",
+        },
+    )
+    spec = environment.detect(tmp_path, "x")
+    assert "requirements/testing.txt" in spec.requirements and "requirements/docs.txt" not in spec.requirements
+    for dep in ("responses", "pytest-httpserver", "trustme"):
+        assert dep in spec.test_deps, dep
+    assert "sphinx" not in spec.test_deps and spec.project_extras == ["extra"]
+
+
+def test_suites_named_test_py_are_collected(tmp_path: Path) -> None:
+    _write(tmp_path, {"pkg/__init__.py": "", "pkg/tests.py": "import unittest\n"})
+    spec = environment.detect(tmp_path, "x")
+    assert "python_files=" in spec.run_command and "tests.py" in spec.run_command
+    assert spec.test_command == f"{spec.run_command} {spec.junit_args}"
+
+
+def test_vcs_version_gets_a_pretend_version_from_git_describe(tmp_path: Path) -> None:
+    _write(
+        tmp_path / "src",
+        {
+            "pyproject.toml": "[build-system]\nrequires = ['hatchling', 'hatch-vcs']\n[project]\nname = 'my.pkg'\n",
+            "tests/test_x.py": "def test_x():\n    pass\n",
+        },
+    )
+    repo = make_git_repo(tmp_path / "src", tmp_path / "repo")
+    git(repo, "tag", "v3.1.4")
+    spec = environment.detect(repo, "x")
+    assert spec.test_env["SETUPTOOLS_SCM_PRETEND_VERSION"] == "3.1.4"
+    assert spec.test_env["SETUPTOOLS_SCM_PRETEND_VERSION_FOR_MY_PKG"] == "3.1.4"
+    assert any("hatch-vcs" in n for n in spec.notes)
+
+
+def test_podman_without_dockerfile_gets_a_generated_one(tmp_path: Path) -> None:
+    _write(tmp_path, COV_PROJECT)
+    r = run_cli("env", "detect", str(tmp_path), "--backend", "podman")
+    assert r.returncode == 0, r.stderr
+    dockerfile = json.loads(r.stdout)["dockerfile"]
+    assert dockerfile.startswith("# Generated by repogym") and "FROM localhost/repogym-base:bookworm" in dockerfile
+    assert "pytest-cov" in dockerfile and "setuptools>=61" in dockerfile and "'.[test]'" in dockerfile
+
+
+def test_test_ids_map_to_their_source(tmp_path: Path) -> None:
+    from repogym.validate import test_location
+
+    _write(tmp_path, {"tests/sub/test_a.py": "", "test/test_b.py": ""})
+    assert test_location(tmp_path, "tests.sub.test_a.TestK.Inner::test_x[a::b c/[d]]") == (
+        "tests/sub/test_a.py",
+        ["TestK", "Inner"],
+        "test_x",
+    )
+    assert test_location(tmp_path, "test.test_b::test_y[1-2]") == ("test/test_b.py", [], "test_y")
