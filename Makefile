@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/pipeline.py
 	$(BIN)/python benchmarks/agent_loop.py
 	$(BIN)/python benchmarks/parsers.py
+	$(BIN)/python benchmarks/view.py
 
 clean:
 	rm -rf $(VENV) .venv-atropos .venv-mini outputs .pytest_cache .mypy_cache .ruff_cache
