@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import shlex
+import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def _ignore_modules(src: RepoSource, spec: EnvSpec, run: TestRun) -> dict[str, s
             if path:
                 ignored[path] = why
     if ignored:
-        spec.run_command += " " + " ".join(shlex.quote(f"--ignore={p}") for p in sorted(ignored))
+        spec.add_pytest_args([f"--ignore={p}" for p in sorted(ignored)])
     return ignored
 
 
@@ -102,7 +103,7 @@ def _without_unknown_addopts(src: RepoSource, spec: EnvSpec, run: TestRun, timeo
     kept = [a for a in config.addopts if a.split("=")[0] not in unknown]
     if len(kept) == len(config.addopts):
         return spec, run
-    spec.run_command += " " + shlex.quote(f"--override-ini=addopts={shlex.join(kept)}")
+    spec.add_pytest_args([f"--override-ini=addopts={shlex.join(kept)}"])
     spec.notes.append(f"pytest did not know {' '.join(sorted(unknown))} from {config.path} addopts: dropped")
     return spec, _run(src, spec, timeout_s)
 
@@ -118,11 +119,29 @@ def _refusal(src: RepoSource, spec: EnvSpec, run: TestRun) -> str:
 
 
 def _cache_path(spec: EnvSpec, src: RepoSource) -> Path:
-    return (
-        cache_dir()
-        / "bases"
-        / f"{spec.repo_name.replace('#', '__')}-{spec.backend}-{spec.key}-{src.commit_sha[:12]}.json"
-    )
+    name = f"{spec.repo_name.replace('#', '__')}-{spec.backend}-{spec.key}-{src.commit_sha[:12]}.json"
+    return cache_dir() / "bases" / name
+
+
+_LOCK = threading.Lock()
+
+
+def ensure(
+    src: RepoSource, spec: EnvSpec, timeout_s: float = 900.0, say: Callable[[str], None] | None = None
+) -> EnvSpec:
+    """``spec`` with its base run: the one it has, the one recorded for this environment and commit, or a new
+    one (recorded once, even when worker threads ask together)."""
+    if spec.base is not None:
+        return spec
+    with _LOCK:
+        cached = _cache_path(spec, src)
+        if cached.exists():
+            stored = EnvSpec.model_validate_json(cached.read_text())
+            return stored.model_copy(update={"venv": spec.venv, "image": spec.image})
+        spec = record(src, spec, timeout_s, say)
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        cached.write_text(spec.model_dump_json(indent=2))
+        return spec
 
 
 def prepare_with_base(
@@ -136,15 +155,8 @@ def prepare_with_base(
     timeout_s: float = 900.0,
     say: Callable[[str], None] | None = None,
 ) -> EnvSpec:
-    """``environment.prepare`` plus the base run, recorded once per environment and commit (then reused)."""
+    """``environment.prepare`` plus the base run (``ensure``)."""
     spec = prepare(
         src, backend, test_deps=test_deps, test_command=test_command, dockerfile=dockerfile, image=image, say=say
     )
-    cached = _cache_path(spec, src)
-    if cached.exists():
-        stored = EnvSpec.model_validate_json(cached.read_text())
-        return stored.model_copy(update={"venv": spec.venv, "image": spec.image})
-    spec = record(src, spec, timeout_s, say)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    cached.write_text(spec.model_dump_json(indent=2))
-    return spec
+    return ensure(src, spec, timeout_s, say)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from repogym import baserun
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.errors import RepogymError
 from repogym.records import CheckOutcome, CheckRecord, ValidatedRecord
@@ -200,6 +201,6 @@ def _safe_check(
     """A task whose repository or environment cannot be opened is a failed record, not a crashed batch."""
     try:
         src, spec = resolve(rec)
-        return check_task(rec, src, spec, timeout_s, reruns)
+        return check_task(rec, src, baserun.ensure(src, spec, timeout_s), timeout_s, reruns)
     except RepogymError as e:
         return CheckRecord(task_id=rec.task_id, ok=False, reason=str(e))

@@ -81,6 +81,7 @@ class EnvSpec(BaseModel):
     run_command: str = Field(PYTEST, description="Runs the suite, as a person types it (no JUnit option).")
     junit_args: str = Field(JUNIT_ARGS, description="Appended to run_command to write JUnit XML to $REPOGYM_JUNIT.")
     pytest: bool = Field(True, description="Whether the suite runs under pytest (its options may be added).")
+    pytest_args: list[str] = Field(default_factory=list, description="What run_command adds to plain pytest.")
     test_env: dict[str, str] = Field(default_factory=dict, description="Environment for the test command.")
     image: str | None = Field(None, description="Container image (podman/docker).")
     dockerfile: str | None = Field(None, description="Dockerfile the image is built from.")
@@ -100,6 +101,11 @@ class EnvSpec(BaseModel):
         if isinstance(data, dict) and "test_command" in data and "run_command" not in data:
             data = {**data, "run_command": data["test_command"], "junit_args": ""}
         return data
+
+    def add_pytest_args(self, args: list[str]) -> None:
+        """Options every pytest run needs (--ignore of a module, -o python_files=...), kept as data too."""
+        self.pytest_args += args
+        self.run_command = f"{self.run_command} {shlex.join(args)}"
 
     @property
     def test_command(self) -> str:
@@ -205,7 +211,7 @@ def _suite(repo_dir: Path, config: pytest_config.PytestConfig, spec: EnvSpec) ->
             raise RepogymError(
                 f"{spec.repo_name}: no tests found (no {', '.join(wider)} files); add tests or give --test-command"
             )
-        spec.run_command = f"{PYTEST} -o {shlex.quote('python_files=' + ' '.join(wider))}"
+        spec.add_pytest_args(["-o", "python_files=" + " ".join(wider)])
         spec.notes.append(f"tests named {', '.join(pytest_config.EXTRA_TEST_FILES)} found: pytest told to collect them")
 
 

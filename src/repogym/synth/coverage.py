@@ -1,7 +1,8 @@
 """Which functions the test suite executes: one instrumented run, so mutations aim at tested code only.
 
-A profile hook records the (file, first line) of every Python function called while pytest runs; it needs no
-plugin in the project's environment.
+A profile hook records the (file, first line) of every Python function called while pytest runs (with the
+options every run of the suite needs: ignored modules, test file names); it needs no plugin in the project's
+environment.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ sys.setprofile(hook)
 threading.setprofile(hook)
 import pytest
 try:
-    code = pytest.main(["-q", "-p", "no:cacheprovider"])
+    code = pytest.main(["-q", "-p", "no:cacheprovider", *json.loads(os.environ["REPOGYM_PYTEST_ARGS"])])
 finally:
     sys.setprofile(None)
     with open(os.environ["REPOGYM_COVERAGE"], "w") as f:
@@ -44,7 +45,8 @@ def executed_functions(spec: EnvSpec, sandbox: Sandbox, timeout_s: float = 900.0
     host.unlink(missing_ok=True)
     cmd = f"{spec.setup_command} && " if spec.setup_command else ""
     cmd += "python3 -c " + shlex.quote(_PROBE)
-    sandbox.exec(cmd, env={**spec.test_env, "REPOGYM_COVERAGE": out}, timeout_s=timeout_s, max_output_bytes=100_000)
+    env = {**spec.test_env, "REPOGYM_COVERAGE": out, "REPOGYM_PYTEST_ARGS": json.dumps(spec.pytest_args)}
+    sandbox.exec(cmd, env=env, timeout_s=timeout_s, max_output_bytes=100_000)
     if not host.exists():
         return None
     return {(str(p), int(n)) for p, n in json.loads(host.read_text())}
