@@ -1,7 +1,9 @@
-"""Each tool-call parser's throughput (MB/s) on a corpus of generated model outputs in its own format, whole-text
-parse and streaming (8-character deltas), side by side.
+"""Each tool-call parser on one long model output (128 KB of prose and calls in its own format): one whole-text
+parse against streaming the same text in 8-character deltas. Streaming keeps its position, so its total cost is
+linear in the output; the target is streaming <= 5x one whole parse. Exits 1 when a parser misses it or when
+streaming disagrees with the whole parse.
 
-    python benchmarks/parsers.py [--outputs N]
+    python benchmarks/parsers.py [--kb 128] [--delta 8] [--max-ratio 5]
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import time
+import sys
+from typing import Any
 
-from rich.console import Console
-from rich.table import Table
+from _common import median_seconds, print_ratios
 
-from repogym.rl.parsers import NAMES, get_parser
+from repogym.rl.parsers import NAMES, Parser, get_parser
 
 DS = (
     "<｜tool▁calls▁begin｜>",
@@ -25,22 +27,42 @@ DS = (
 )
 
 
+def _xml(calls: list[tuple[str, dict]]) -> str:
+    return "".join(
+        f"<tool_call>\n<function={n}>\n"
+        + "".join(f"<parameter={k}>\n{v}\n</parameter>\n" for k, v in a.items())
+        + "</function>\n</tool_call>\n"
+        for n, a in calls
+    )
+
+
+def _glm(calls: list[tuple[str, dict]], nl: str) -> str:
+    return "".join(
+        f"<tool_call>{n}{nl}"
+        + "".join(f"<arg_key>{k}</arg_key>{nl}<arg_value>{v}</arg_value>{nl}" for k, v in a.items())
+        + "</tool_call>"
+        for n, a in calls
+    )
+
+
+def _kimi(calls: list[tuple[str, dict]]) -> str:
+    body = "".join(
+        f"<|tool_call_begin|>functions.{n}:{i}<|tool_call_argument_begin|>{json.dumps(a)}<|tool_call_end|>"
+        for i, (n, a) in enumerate(calls)
+    )
+    return f"<|tool_calls_section_begin|>{body}<|tool_calls_section_end|>"
+
+
 def render(fmt: str, calls: list[tuple[str, dict]]) -> str:
-    """One model output with prose and calls, in the format's own syntax."""
+    """Calls in the format's own syntax, as its chat template makes the model write them."""
     j = json.dumps
     if fmt in ("hermes", "qwen"):
         return "".join(f'<tool_call>\n{{"name": "{n}", "arguments": {j(a)}}}\n</tool_call>\n' for n, a in calls)
     if fmt == "longcat":
-        return "".join(
-            f'<longcat_tool_call>{{"name": "{n}", "arguments": {j(a)}}}</longcat_tool_call>' for n, a in calls
-        )
+        tag = "longcat_tool_call"
+        return "".join(f'<{tag}>{{"name": "{n}", "arguments": {j(a)}}}</{tag}>' for n, a in calls)
     if fmt in ("qwen3_coder", "qwen3_xml"):
-        return "".join(
-            f"<tool_call>\n<function={n}>\n"
-            + "".join(f"<parameter={k}>\n{v}\n</parameter>\n" for k, v in a.items())
-            + "</function>\n</tool_call>\n"
-            for n, a in calls
-        )
+        return _xml(calls)
     if fmt in ("llama3_json", "llama4_json"):
         return "; ".join(f'{{"name": "{n}", "parameters": {j(a)}}}' for n, a in calls)
     if fmt == "mistral":
@@ -51,61 +73,67 @@ def render(fmt: str, calls: list[tuple[str, dict]]) -> str:
     if fmt == "deepseek_v31":
         return DS[0] + "".join(f"{DS[1]}{n}{DS[2]}{j(a)}{DS[3]}" for n, a in calls) + DS[4]
     if fmt == "kimi_k2":
-        body = "".join(
-            f"<|tool_call_begin|>functions.{n}:{i}<|tool_call_argument_begin|>{j(a)}<|tool_call_end|>"
-            for i, (n, a) in enumerate(calls)
-        )
-        return f"<|tool_calls_section_begin|>{body}<|tool_calls_section_end|>"
+        return _kimi(calls)
     if fmt in ("glm45", "glm47"):
-        nl = "\n" if fmt == "glm45" else ""
-        return "".join(
-            f"<tool_call>{n}{nl}"
-            + "".join(f"<arg_key>{k}</arg_key>{nl}<arg_value>{v}</arg_value>{nl}" for k, v in a.items())
-            + "</tool_call>"
-            for n, a in calls
-        )
+        return _glm(calls, "\n" if fmt == "glm45" else "")
     raise ValueError(fmt)
 
 
-def corpus(fmt: str, n: int, rng: random.Random) -> list[str]:
-    out = []
-    for _ in range(n):
+def long_output(fmt: str, kb: int, rng: random.Random) -> str:
+    """Prose and one to three calls, repeated until the text holds ``kb`` KB: a long reasoning-model turn."""
+    parts: list[str] = []
+    size = 0
+    while size < kb * 1024:
         calls = [
-            (
-                rng.choice(["bash", "read_file", "write_file"]),
-                {"command": f"cd /repo && pytest -q -k t{rng.randint(0, 999)}"},
-            )
+            (rng.choice(["bash", "read_file"]), {"command": f"cd /repo && pytest -q -k t{rng.randint(0, 999)}"})
             for _ in range(rng.randint(1, 3))
         ]
-        prose = "Let me look at the failing test first. " * rng.randint(1, 6)
-        out.append(prose + render(fmt, calls))
-    return out
+        part = "Let me look at the failing test first. " * rng.randint(1, 6) + render(fmt, calls)
+        parts.append(part)
+        size += len(part.encode())
+    return "".join(parts)
+
+
+def streamed(parser: Parser, text: str, delta: int) -> tuple[str, list[dict[str, Any]]]:
+    """The stream's content and calls, fed ``delta`` characters at a time."""
+    stream = parser.stream()
+    events = []
+    for i in range(0, len(text), delta):
+        events += stream.feed(text[i : i + delta])
+    events += stream.finish()
+    return "".join(e[1] for e in events if e[0] == "content"), [e[1] for e in events if e[0] == "tool_call"]
+
+
+def measure(fmt: str, args: argparse.Namespace) -> tuple[str, dict[str, float], list[str]]:
+    """(row name, seconds of a whole parse and of the stream, what missed the target)."""
+    parser, text = get_parser(fmt), long_output(fmt, args.kb, random.Random(0))
+    problems = []
+    if streamed(parser, text, args.delta) != parser.parse(text):
+        problems.append(f"{fmt}: streaming disagrees with the whole parse")
+    parse_s = median_seconds(lambda: parser.parse(text), args.runs)
+    stream_s = median_seconds(lambda: streamed(parser, text, args.delta), args.runs)
+    if stream_s > args.max_ratio * parse_s:
+        problems.append(f"{fmt}: streaming costs {stream_s / parse_s:.1f}x a whole parse (target {args.max_ratio}x)")
+    return f"{fmt} ({len(parser.parse(text)[1])} calls)", {"parse": parse_s, "stream": stream_s}, problems
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--outputs", type=int, default=2000)
-    args = parser.parse_args()
-    table = Table("parser", "MB", "parse MB/s", "stream MB/s", "stream/parse", title="tool-call parser throughput")
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--kb", type=int, default=128)
+    ap.add_argument("--delta", type=int, default=8)
+    ap.add_argument("--max-ratio", type=float, default=5.0)
+    ap.add_argument("--runs", type=int, default=7)
+    args = ap.parse_args()
+    rows: dict[str, dict[str, float]] = {}
+    failed = []
     for fmt in NAMES:
-        texts = corpus(fmt, args.outputs, random.Random(0))
-        size = sum(len(t.encode()) for t in texts) / 1e6
-        p = get_parser(fmt)
-        start = time.perf_counter()
-        calls = sum(len(p.parse(t)[1]) for t in texts)
-        parse_s = time.perf_counter() - start
-        assert calls >= args.outputs, f"{fmt}: the corpus must parse ({calls} calls)"
-        start = time.perf_counter()
-        for t in texts[: args.outputs // 10]:
-            s = p.stream()
-            for i in range(0, len(t), 8):
-                s.feed(t[i : i + 8])
-            s.finish()
-        stream_s = (time.perf_counter() - start) * 10
-        table.add_row(
-            fmt, f"{size:.2f}", f"{size / parse_s:.1f}", f"{size / stream_s:.2f}", f"{parse_s / stream_s:.3f}x"
-        )
-    Console(width=120).print(table)
+        name, row, problems = measure(fmt, args)
+        rows[name] = row
+        failed += problems
+    print_ratios(f"{args.kb} KB output: whole parse vs streaming in {args.delta}-character deltas", rows, "parse")
+    for line in failed:
+        print(line, file=sys.stderr)
+    sys.exit(1 if failed else 0)
 
 
 if __name__ == "__main__":

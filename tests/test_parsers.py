@@ -6,6 +6,8 @@ import json
 import random
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from repogym.errors import RepogymError
 from repogym.rl.parsers import ALIASES, NAMES, get_parser
@@ -90,25 +92,73 @@ def test_parse(name: str, text: str, content: str, calls: list, errors: int) -> 
     assert len({c["id"] for c in result.tool_calls}) == len(result.tool_calls)
 
 
+def due(name: str, text: str) -> int:
+    """Calls a stream must have sent after ``text``: those up to its last closed call."""
+    closed = [s for s in get_parser(name).spans(text) if s.closed]
+    return len(get_parser(name).parse(text[: closed[-1].end], WEATHER)[1]) if closed else 0
+
+
+def streamed(name: str, text: str, cuts: list[int]) -> tuple[str, list[dict]]:
+    """Content and calls of a stream fed ``text`` cut at ``cuts``; each call is sent as soon as it is closed."""
+    stream = get_parser(name).stream(WEATHER)
+    bounds = [0, *sorted({c % (len(text) + 1) for c in cuts}), len(text)]
+    events = []
+    for a, b in zip(bounds, bounds[1:], strict=False):
+        events += stream.feed(text[a:b])
+        assert sum(e[0] == "tool_call" for e in events) >= due(name, text[:b]), f"a call closed at {b} was held"
+    events += stream.finish()
+    return "".join(e[1] for e in events if e[0] == "content"), [e[1] for e in events if e[0] == "tool_call"]
+
+
 @pytest.mark.parametrize(
     ("name", "text", "content", "calls", "errors"), CASES, ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)]
 )
 def test_streaming_agrees_with_parse(name: str, text: str, content: str, calls: list, errors: int) -> None:
-    parser = get_parser(name)
-    expected = parser.parse(text, WEATHER)
+    expected = get_parser(name).parse(text, WEATHER)
     rng = random.Random(len(text))
+    for step in (1, 2, 3, 7, 8, len(text)):
+        assert streamed(name, text, list(range(0, len(text), step))) == expected
     for _ in range(5):
-        stream = parser.stream(WEATHER)
-        events = []
-        pos = 0
-        while pos < len(text):
-            step = rng.randint(1, 7)
-            events += stream.feed(text[pos : pos + step])
-            pos += step
-        events += stream.finish()
-        got_content = "".join(e[1] for e in events if e[0] == "content")
-        got_calls = [e[1] for e in events if e[0] == "tool_call"]
-        assert (got_content, got_calls) == expected
+        assert streamed(name, text, rng.sample(range(len(text) + 1), rng.randint(1, 12))) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(case=st.sampled_from(CASES), cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=30))
+def test_streaming_agrees_at_any_split(case: tuple, cuts: list[int]) -> None:
+    name, text = case[0], case[1]
+    assert streamed(name, text, cuts) == get_parser(name).parse(text, WEATHER)
+
+
+# Pieces of every format (markers, closers, their halves, JSON, prose) for texts no template would write.
+FRAGMENTS = sorted(
+    {piece for c in CASES for piece in (c[1][: len(c[1]) // 2], c[1][len(c[1]) // 2 :])}
+    | {m for n in NAMES for m in (*get_parser(n).markers, *get_parser(n).closers)}
+    | {"{", "}", "[", "]", ";", "\n", " ", '"', ":", "prose ", '{"name": "f", "arguments": {}}', '"name": ', "<"}
+    | {"<tool_call>", "</tool_call>", "<function=g>", "</function>", "<|python_tag|>", "[TOOL_CALLS]", "[ARGS]"}
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    name=st.sampled_from(NAMES),
+    pieces=st.lists(st.sampled_from(FRAGMENTS), max_size=12),
+    cuts=st.lists(st.integers(min_value=0, max_value=10_000), max_size=20),
+)
+def test_streaming_agrees_on_any_text(name: str, pieces: list[str], cuts: list[int]) -> None:
+    text = "".join(pieces)
+    assert streamed(name, text, cuts) == get_parser(name).parse(text, WEATHER)
+
+
+def test_a_stream_keeps_only_the_text_since_its_last_call() -> None:
+    """What makes a long stream linear: the text before an emitted call is never parsed again."""
+    call = '<tool_call>\n{"name": "bash", "arguments": {"command": "pytest -q"}}\n</tool_call>\n'
+    stream = get_parser("hermes").stream()
+    sent = 0
+    for _ in range(2000):
+        for i in range(0, len(call), 8):
+            sent += sum(e[0] == "tool_call" for e in stream.feed(call[i : i + 8]))
+        assert stream.buffered < 2 * len(call)
+    assert sent == 2000 and stream.finish() == []
 
 
 def test_schema_types_xml_values_and_says_when_guessing() -> None:

@@ -3,6 +3,10 @@
 Every format is described by where its calls are (``spans``) and how one call decodes (``decode``); the base
 class turns that into ``parse`` and a streaming form whose result always equals ``parse`` on the whole text.
 A malformed call is reported in ``errors`` and never drops the well-formed calls beside it.
+
+Streaming keeps its position: the text before the last emitted call is never looked at again, and a delta is
+parsed only when it holds one of the format's ``closers`` (the strings that can end a call), so the total cost
+of a stream is linear in its output, a few times one whole parse.
 """
 
 from __future__ import annotations
@@ -64,10 +68,13 @@ def typed_value(raw: str, kind: str | None) -> Any:
 
 
 class Parser:
-    """Subclasses set ``name``, ``markers`` (strings that may open a call) and implement spans/decode."""
+    """Subclasses set ``name``, ``markers`` (strings that may open a call), ``closers`` (strings whose arrival may
+    complete a call) and implement spans/decode. ``spans`` must be prefix-stable: the spans up to a closed one
+    are the same in any longer text, and the spans after it are those of the text that follows it."""
 
     name = ""
     markers: tuple[str, ...] = ()
+    closers: tuple[str, ...] = ()
     typed_by_schema = False  # XML-style formats carry untyped values
 
     def spans(self, text: str) -> list[Span]:
@@ -81,17 +88,25 @@ class Parser:
         """Where the content (the text before the first call) ends."""
         return spans[0].start if spans else len(text)
 
-    def parse_full(self, text: str, tools: list[dict[str, Any]] | None = None) -> ParseResult:
-        spans = self.spans(text)
-        result = ParseResult(content=text[: self.content_end(text, spans)].strip())
+    def calls(
+        self, spans: list[Span], tools: list[dict[str, Any]] | None, first: int = 0
+    ) -> tuple[list[dict[str, Any]], list[str]]:
+        """The calls of ``spans``, numbered from ``first``, and an error for each malformed span."""
+        calls: list[dict[str, Any]] = []
+        errors = []
         for span in spans:
             try:
                 decoded = self.decode(span, tools)
             except (ValueError, KeyError, TypeError) as e:
-                result.errors.append(f"malformed call at offset {span.start}: {e}")
+                errors.append(f"malformed call at offset {span.start}: {e}")
                 continue
-            for name, args in decoded:
-                result.tool_calls.append(make_call(len(result.tool_calls), name, args))
+            calls += [make_call(first + len(calls) + k, name, args) for k, (name, args) in enumerate(decoded)]
+        return calls, errors
+
+    def parse_full(self, text: str, tools: list[dict[str, Any]] | None = None) -> ParseResult:
+        spans = self.spans(text)
+        calls, errors = self.calls(spans, tools)
+        result = ParseResult(content=text[: self.content_end(text, spans)].strip(), tool_calls=calls, errors=errors)
         if self.typed_by_schema and result.tool_calls:
             missing = [
                 c["function"]["name"] for c in result.tool_calls if schema_types(tools, c["function"]["name"]) is None
@@ -108,63 +123,109 @@ class Parser:
         return StreamParser(self, tools)
 
 
+def marker_prefix(text: str, marker: str) -> int:
+    """Length of the longest end of ``text`` that begins ``marker`` without being all of it (0 when none)."""
+    start = max(0, len(text) - len(marker) + 1)
+    while (at := text.find(marker[0], start)) >= 0:
+        if marker.startswith(text[at:]):
+            return len(text) - at
+        start = at + 1
+    return 0
+
+
+Event = tuple[str, Any]
+
+
 class StreamParser:
     """Incremental parsing: ``feed(delta)`` returns events as soon as they are certain; ``finish()`` the rest.
 
     Events are ("content", text) and ("tool_call", call). Concatenated content and the calls in order equal
-    ``parse`` on the whole text.
+    ``parse`` on the whole text. Only the text after the last emitted call is kept (``_tail``, joined from
+    ``_pending`` when a closer arrives), and content is sent from a short held-back end (``_held``).
     """
 
     def __init__(self, parser: Parser, tools: list[dict[str, Any]] | None) -> None:
-        self.parser = parser
-        self.tools = tools
-        self.buffer = ""
-        self.content_start = 0
-        self.content_sent = 0
-        self.calls_sent = 0
-        self.content_done = False
+        self.parser, self.tools = parser, tools
+        self._tail = ""
+        self._pending: list[str] = []
+        self._longest_marker = max((len(m) for m in parser.markers), default=1)
+        self._held = ""  # content not sent yet: trailing whitespace and a possible marker prefix
+        self._sent = 0  # characters of content sent
+        self._content_open = True  # until a marker: content may still be sent
+        self._decided = False  # a call span was taken: content is final, _tail starts after that span
+        self._calls = 0
 
-    def _safe_content_end(self) -> int:
-        """Content may be sent up to the first possible call start (a marker, or a marker's prefix at the end)."""
-        text = self.buffer
-        end = len(text)
-        for m in self.parser.markers:
-            at = text.find(m)
-            if at >= 0:
-                end = min(end, at)
-            for k in range(len(m) - 1, 0, -1):
-                if text.endswith(m[:k]):
-                    end = min(end, len(text) - k)
-                    break
-        return end
+    @property
+    def buffered(self) -> int:
+        """Characters kept for parsing: the text since the last emitted call (all of it before the first)."""
+        return len(self._tail) + sum(map(len, self._pending))
 
-    def feed(self, delta: str) -> list[tuple[str, Any]]:
-        self.buffer += delta
-        events: list[tuple[str, Any]] = []
-        if self.content_sent == 0:
-            self.content_start = len(self.buffer) - len(self.buffer.lstrip())  # content is stripped
-            self.content_sent = self.content_start
-        if not self.content_done:
-            # Trailing whitespace may belong before a call: hold it back, content is stripped.
-            end = len(self.buffer[: self._safe_content_end()].rstrip())
-            if end > self.content_sent:
-                events.append(("content", self.buffer[self.content_sent : end]))
-                self.content_sent = end
-        spans = [s for s in self.parser.spans(self.buffer) if s.closed]
-        done = self.parser.parse_full(self.buffer[: spans[-1].end], self.tools).tool_calls if spans else []
-        for call in done[self.calls_sent :]:
-            events.append(("tool_call", call))
-        self.calls_sent = max(self.calls_sent, len(done))
-        if spans:
-            self.content_done = True
+    def feed(self, delta: str) -> list[Event]:
+        self._pending.append(delta)
+        events = self._content(delta) if self._content_open else []
+        for closer in self.parser.closers:  # a closer that arrived ends in this delta: a cheap first test
+            if closer[-1] in delta and closer in self._before(len(closer) - 1) + delta:
+                return events + self._advance()
         return events
 
-    def finish(self) -> list[tuple[str, Any]]:
-        final = self.parser.parse_full(self.buffer, self.tools)
-        events: list[tuple[str, Any]] = []
-        sent = self.buffer[self.content_start : self.content_sent]
-        if final.content != sent and final.content.startswith(sent):
-            events.append(("content", final.content[len(sent) :]))
-        for call in final.tool_calls[self.calls_sent :]:
-            events.append(("tool_call", call))
+    def finish(self) -> list[Event]:
+        tail = self._joined()
+        spans = self.parser.spans(tail)
+        events = [] if self._decided else self._final_content(tail, spans)
+        return events + self._emit(spans)
+
+    def _before(self, n: int) -> str:
+        """The last ``n`` characters before the newest delta, where a closer split across deltas began."""
+        parts: list[str] = []
+        got, k = 0, len(self._pending) - 2
+        while got < n and k >= 0:
+            parts.append(self._pending[k])
+            got, k = got + len(self._pending[k]), k - 1
+        text = "".join(reversed(parts))
+        if got < n:
+            text = self._tail[max(0, len(self._tail) - (n - got)) :] + text
+        return text[max(0, len(text) - n) :]
+
+    def _joined(self) -> str:
+        if self._pending:
+            self._tail += "".join(self._pending)
+            self._pending.clear()
+        return self._tail
+
+    def _content(self, delta: str) -> list[Event]:
+        """Send content up to the first possible call start; whitespace before it is held back (content is
+        stripped), and so is an end that may begin a marker."""
+        held = self._held + delta if self._sent else (self._held + delta).lstrip()
+        lo = max(0, len(held) - len(delta) - self._longest_marker)
+        hits = [at for m in self.parser.markers if (at := held.find(m, lo)) >= 0]
+        if hits:
+            end, self._content_open = min(hits), False
+        else:
+            end = len(held) - max((marker_prefix(held, m) for m in self.parser.markers), default=0)
+        out = held[:end].rstrip()
+        self._held = held[len(out) :]
+        self._sent += len(out)
+        return [("content", out)] if out else []
+
+    def _advance(self) -> list[Event]:
+        """A closer arrived: emit the calls up to the last closed span and forget the text before its end."""
+        tail = self._joined()
+        spans = self.parser.spans(tail)
+        last = max((k for k, s in enumerate(spans) if s.closed), default=-1)
+        if last < 0:
+            return []
+        events = [] if self._decided else self._final_content(tail, spans)
+        events += self._emit(spans[: last + 1])
+        self._tail = tail[spans[last].end :]
         return events
+
+    def _final_content(self, text: str, spans: list[Span]) -> list[Event]:
+        """The content is decided once a call is: send what the whole parse has beyond what was sent."""
+        self._decided, self._content_open = True, False
+        rest = text[: self.parser.content_end(text, spans)].strip()[self._sent :]
+        return [("content", rest)] if rest else []
+
+    def _emit(self, spans: list[Span]) -> list[Event]:
+        calls, _ = self.parser.calls(spans, self.tools, self._calls)
+        self._calls += len(calls)
+        return [("tool_call", c) for c in calls]

@@ -9,6 +9,8 @@ from typing import Any
 from repogym.rl.parsers.base import Parser, Span, schema_types, typed_value
 
 _DECODER = json.JSONDecoder()
+_CALL_START = re.compile(r'\{\s*"name"\s*:')
+_NEXT_CALL = re.compile(r'[;\n]\s*\{\s*"name"\s*:')
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -27,22 +29,46 @@ def _name_args(obj: dict[str, Any]) -> tuple[str, Any]:
     return name, json.loads(args) if isinstance(args, str) and args.strip().startswith("{") else args
 
 
-def _between(text: str, start: str, end: str) -> list[Span]:
-    """Spans from each ``start`` marker to its ``end`` marker (or the end of the text: an unclosed final call)."""
+class _Finder:
+    """``text.find`` for positions that only grow: each string is searched for past a point once, so finding every
+    span stays linear even when an end marker never comes."""
+
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.at: dict[str, int] = {}
+
+    def find(self, s: str, pos: int) -> int:
+        at = self.at.get(s, -2)
+        if at == -2 or 0 <= at < pos:
+            at = self.at[s] = self.text.find(s, pos)
+        return at
+
+
+def _delimited(text: str, *pairs: tuple[str, str]) -> list[Span]:
+    """Spans from each start marker to its end marker, or to the next start marker of its kind, or to the end of
+    the text (an unclosed call); the earliest start wins when a format has several kinds."""
     spans = []
+    finder = _Finder(text)
     pos = 0
-    while (at := text.find(start, pos)) >= 0:
+    while starts := [(at, k) for k, (s, _) in enumerate(pairs) if (at := finder.find(s, pos)) >= 0]:
+        at, k = min(starts)
+        start, end = pairs[k]
         body_start = at + len(start)
-        close = text.find(end, body_start)
-        nxt = text.find(start, body_start)
+        close, nxt = finder.find(end, body_start), finder.find(start, body_start)
         if close >= 0 and (nxt < 0 or close < nxt):
             spans.append(Span(at, close + len(end), text[body_start:close], True))
             pos = close + len(end)
         else:
-            stop = nxt if nxt >= 0 else len(text)
-            spans.append(Span(at, stop, text[body_start:stop], False))
-            pos = stop
+            pos = nxt if nxt >= 0 else len(text)
+            spans.append(Span(at, pos, text[body_start:pos], False))
     return spans
+
+
+def _first(text: str, marker: str, spans: list[Span]) -> int:
+    """Content ends at a section marker or at the first call, whichever comes first."""
+    at = text.find(marker)
+    end = spans[0].start if spans else len(text)
+    return min(at, end) if at >= 0 else end
 
 
 class JsonTagParser(Parser):
@@ -50,29 +76,28 @@ class JsonTagParser(Parser):
 
     def __init__(self, name: str, start: str = "<tool_call>", end: str = "</tool_call>") -> None:
         self.name, self.start, self.end = name, start, end
-        self.markers = (start,)
+        self.markers, self.closers = (start,), (end,)
 
     def spans(self, text: str) -> list[Span]:
-        return _between(text, self.start, self.end)
+        return _delimited(text, (self.start, self.end))
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         return [_name_args(_json_object(span.body))]
 
 
 class Qwen3XmlParser(Parser):
-    """<tool_call><function=name><parameter=p>value</parameter></function></tool_call> (Qwen3-Coder)."""
+    """<tool_call><function=name><parameter=p>value</parameter></function></tool_call> (Qwen3-Coder); a bare
+    <function=...>...</function> is a call too."""
 
     typed_by_schema = True
 
     def __init__(self, name: str) -> None:
         self.name = name
         self.markers = ("<tool_call>", "<function=")
+        self.closers = ("</tool_call>", "</function>")
 
     def spans(self, text: str) -> list[Span]:
-        wrapped = _between(text, "<tool_call>", "</tool_call>")
-        if wrapped:
-            return wrapped
-        return _between(text, "<function=", "</function>")
+        return _delimited(text, ("<tool_call>", "</tool_call>"), ("<function=", "</function>"))
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         body = span.body if span.body.lstrip().startswith("<function=") else "<function=" + span.body
@@ -95,6 +120,7 @@ class LlamaJsonParser(Parser):
     """
 
     markers = ("<|python_tag|>", "{")
+    closers = ("}",)  # a malformed call also closes at the next call's '"name":', but yields no call to send
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -106,7 +132,7 @@ class LlamaJsonParser(Parser):
             try:
                 obj, end = _DECODER.raw_decode(text, at)
             except json.JSONDecodeError:
-                if re.match(r'\{\s*"name"\s*:', text[at:]):
+                if _CALL_START.match(text, at):
                     close = self._recover_end(text, at)
                     spans.append(Span(at, close, text[at:close], close < len(text)))
                     pos = close
@@ -123,8 +149,8 @@ class LlamaJsonParser(Parser):
     @staticmethod
     def _recover_end(text: str, at: int) -> int:
         """End of a malformed call: the next call, separator or the end of the text."""
-        nxt = re.search(r'[;\n]\s*\{\s*"name"\s*:', text[at + 1 :])
-        return at + 1 + nxt.start() if nxt else len(text)
+        nxt = _NEXT_CALL.search(text, at + 1)
+        return nxt.start() if nxt else len(text)
 
     def content_end(self, text: str, spans: list[Span]) -> int:
         end = super().content_end(text, spans)
@@ -139,6 +165,7 @@ class MistralParser(Parser):
     """[TOOL_CALLS] [{"name": ..., "arguments": {...}}, ...] or, since v11, [TOOL_CALLS]name{...} (also [ARGS])."""
 
     markers = ("[TOOL_CALLS]",)
+    closers = ("]", "}")
 
     def __init__(self, name: str) -> None:
         self.name = name
@@ -147,22 +174,24 @@ class MistralParser(Parser):
         parts = [m.start() for m in re.finditer(re.escape("[TOOL_CALLS]"), text)]
         out = []
         for k, at in enumerate(parts):
-            stop = parts[k + 1] if k + 1 < len(parts) else len(text)
-            body = text[at + len("[TOOL_CALLS]") : stop]
-            out.append(Span(at, stop, body, self._complete(body)))
+            start, stop = at + len("[TOOL_CALLS]"), parts[k + 1] if k + 1 < len(parts) else len(text)
+            end = self._json_end(text[start:stop])
+            closed = end >= 0
+            out.append(Span(at, start + end if closed else stop, text[start : start + end if closed else stop], closed))
         return out
 
     @staticmethod
-    def _complete(body: str) -> bool:
-        s = body.strip()
-        start = s.find("[") if s.startswith("[") else s.find("{")
-        if start < 0:
-            return False
+    def _json_end(body: str) -> int:
+        """Where the call list (or v11's arguments object) ends in ``body``; -1 while it is incomplete. A closed
+        call ends there, not at the end of the text, so that what follows it is parsed on its own."""
+        lead = len(body) - len(body.lstrip())
+        at = lead if body.startswith("[", lead) else body.find("{", lead)
+        if at < 0:
+            return -1
         try:
-            _DECODER.raw_decode(s, start)
-            return True
+            return int(_DECODER.raw_decode(body, at)[1])
         except json.JSONDecodeError:
-            return False
+            return -1
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         body = span.body.strip()
@@ -205,14 +234,13 @@ class DeepSeekParser(Parser):
 
     def __init__(self, name: str, v31: bool) -> None:
         self.name, self.v31 = name, v31
-        self.markers = (self.SECTION, self.BEGIN)
+        self.markers, self.closers = (self.SECTION, self.BEGIN), (self.END,)
 
     def spans(self, text: str) -> list[Span]:
-        return _between(text, self.BEGIN, self.END)
+        return _delimited(text, (self.BEGIN, self.END))
 
     def content_end(self, text: str, spans: list[Span]) -> int:
-        at = text.find(self.SECTION)
-        return at if at >= 0 else super().content_end(text, spans)
+        return _first(text, self.SECTION, spans)
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         head, sep, rest = span.body.partition(self.SEP)
@@ -229,16 +257,16 @@ class KimiK2Parser(Parser):
     """<|tool_call_begin|>functions.name:0<|tool_call_argument_begin|>{...}<|tool_call_end|>."""
 
     markers = ("<|tool_calls_section_begin|>", "<|tool_call_begin|>")
+    closers = ("<|tool_call_end|>",)
 
     def __init__(self, name: str) -> None:
         self.name = name
 
     def spans(self, text: str) -> list[Span]:
-        return _between(text, "<|tool_call_begin|>", "<|tool_call_end|>")
+        return _delimited(text, ("<|tool_call_begin|>", "<|tool_call_end|>"))
 
     def content_end(self, text: str, spans: list[Span]) -> int:
-        at = text.find("<|tool_calls_section_begin|>")
-        return at if at >= 0 else super().content_end(text, spans)
+        return _first(text, "<|tool_calls_section_begin|>", spans)
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         ident, sep, args = span.body.partition("<|tool_call_argument_begin|>")
@@ -253,13 +281,13 @@ class GlmParser(Parser):
     after the name (GLM-4.5 writes one, GLM-4.7 does not), and with no arguments at all."""
 
     typed_by_schema = True
-    markers = ("<tool_call>",)
+    markers, closers = ("<tool_call>",), ("</tool_call>",)
 
     def __init__(self, name: str) -> None:
         self.name = name
 
     def spans(self, text: str) -> list[Span]:
-        return _between(text, "<tool_call>", "</tool_call>")
+        return _delimited(text, ("<tool_call>", "</tool_call>"))
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         name = re.split(r"<arg_key>|\n", span.body, maxsplit=1)[0].strip()
