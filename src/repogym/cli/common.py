@@ -132,7 +132,9 @@ def repo_resolver(backend: str, repo: str | None) -> Callable[[ValidatedRecord],
     memo: dict[tuple[str, str | None, str], tuple[RepoSource, EnvSpec]] = {}
 
     def resolve(rec: ValidatedRecord) -> tuple[RepoSource, EnvSpec]:
-        image = rec.container if backend in ("podman", "docker") and rec.container else None
+        # A record validated on bwrap names its virtualenv (a path) as its container: not an image.
+        is_image = bool(rec.container) and not rec.container.startswith("/")
+        image = rec.container if backend in ("podman", "docker") and is_image else None
         key = (repo or rec.repo, rec.commit_sha, image or "")
         with lock:
             if key not in memo:

@@ -51,12 +51,12 @@ class ContainerSandbox(Sandbox):
         self.image = image
 
     def run_argv(self, extra: list[str] | None = None) -> list[str]:
-        """The Build-A-Bench command line, sealed: no capability, no privilege gain, bounded processes, memory
-        and file size; with optional extra options before the image."""
+        """The Build-A-Bench command line, sealed: no capability, no privilege gain, bounded processes and memory
+        (disk is watched from the host: a --ulimit here makes crun reset RLIMIT_NOFILE, which some hosts refuse);
+        with optional extra options before the image."""
         lim = self.limits
         sealed = ["--cap-drop", "ALL", "--security-opt", "no-new-privileges", f"--pids-limit={lim.max_processes}"]
         sealed += [f"--memory={lim.memory_bytes}", f"--memory-swap={lim.memory_bytes}"]
-        sealed += ["--ulimit", f"fsize={lim.disk_bytes}:{lim.disk_bytes}"]
         mount = ["-v", f"{self.repo_dir}:{REPO}:rw"]
         return [self.name, "run", "--rm", "--network", "none", *sealed, *mount, *(extra or [])]
 
