@@ -201,7 +201,8 @@ def test_export_swebench(task: tuple[Path, Path], tmp_path: Path) -> None:
     assert inst["instance_id"] == "scheme_interpreter__0" and inst["FAIL_TO_PASS"] == [F2P]
     assert set(inst) >= {"repo", "base_commit", "patch", "test_patch", "problem_statement", "PASS_TO_PASS"}
     wc = tmp_path / "wc"
-    subprocess.run(["git", "clone", "-q", "-b", "repogym/scheme_interpreter__0", str(git_dir), str(wc)], check=True)
+    bare = git_dir / "scheme_interpreter__0.git"  # one sealed repository per instance
+    subprocess.run(["git", "clone", "-q", "-b", "repogym/scheme_interpreter__0", str(bare), str(wc)], check=True)
     assert (
         subprocess.run(["git", "rev-parse", "HEAD"], cwd=wc, capture_output=True, text=True).stdout.strip()
         == inst["base_commit"]

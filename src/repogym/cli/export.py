@@ -17,11 +17,13 @@ def export_swebench(
     validated: Path = typer.Option(..., "--validated", help="validated_tasks.jsonl"),
     tasks: Path | None = typer.Option(None, "--tasks", help="tasks.jsonl (descriptions, when not in V)."),
     output: Path = typer.Option(Path("swebench_instances.jsonl"), "--output", help="Instances JSONL."),
-    git_dir: Path = typer.Option(Path("outputs/swebench.git"), "--git-dir", help="Bare repo of task-state commits."),
+    git_dir: Path = typer.Option(
+        Path("outputs/swebench-repos"), "--git-dir", help="Where each task state goes: GIT_DIR/<instance_id>.git."
+    ),
     repo: str | None = typer.Option(None, "--repo", help="Repository (default: each record's `repo`)."),
     backend: str | None = BACKEND_OPT,
 ) -> None:
-    """Write tasks as SWE-bench instances; each task state is a sealed commit (branch) in --git-dir."""
+    """Write tasks as SWE-bench instances; each task state is a sealed one-commit repository under --git-dir."""
     from repogym.export import export_swebench as run_export
     from repogym.records import append_record
 
@@ -30,4 +32,23 @@ def export_swebench(
     output.unlink(missing_ok=True)
     for rec, description in chosen:
         append_record(output, run_export(rec, description, *resolve(rec), git_dir))
-    console.print(f"wrote {len(chosen)} instance(s) to {output}; base commits are branches of {git_dir}")
+    console.print(
+        f"wrote {len(chosen)} instance(s) to {output}; each base_commit is the one commit of "
+        f"{git_dir}/<instance_id>.git (the sealed task state, no history)"
+    )
+
+
+STATE_DIR_ARG = typer.Argument(..., help="A workflow state dir; its tasks that passed all checks are exported.")
+REPO_OPT = typer.Option(None, "--repo", help="Repository (default: each record's `repo`).")
+
+
+@export_app.command("hf")
+def export_hf(
+    state_dir: Path = STATE_DIR_ARG, out: Path = typer.Argument(..., help="Dataset dir."), repo: str | None = REPO_OPT
+) -> None:
+    """Write a Hugging Face dataset: parquet in SWE-bench's columns plus repogym's, and a dataset card."""
+    from repogym.export.hf import DATA_FILE
+    from repogym.export.hf import export_hf as run_export
+
+    rows = run_export(state_dir, out, repo)
+    console.print(f"wrote {len(rows)} task(s) to {out / DATA_FILE} and the dataset card {out / 'README.md'}")

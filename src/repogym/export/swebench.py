@@ -1,7 +1,9 @@
 """SWE-bench instance export: other harnesses (the SWE-bench harness, mini-swe-agent) can run our tasks.
 
-SWE-bench needs a real commit where the problem exists. The task state (base + src.diff) is committed into a
-bare repository and kept on a branch named after the instance; ``base_commit`` is that commit.
+SWE-bench needs a real commit where the problem exists. That commit is the sealed task state (base + src.diff as
+one parentless commit, see ``repo.sealed_copy``), pushed into a bare repository of its own per instance,
+``GIT_DIR/<instance_id>.git``, as branch ``repogym/<instance_id>`` and HEAD: one repository per task, because a
+shared one would hold, in one task's state, the base version of a file that another task changes.
 """
 
 from __future__ import annotations
@@ -9,29 +11,28 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from repogym.check import gold_patch_args
 from repogym.environment import EnvSpec
 from repogym.evaluate import with_test_lists
+from repogym.export.tasks import instance_id, seal
 from repogym.records import ValidatedRecord
-from repogym.repo import RepoSource, apply_diff, commit_all, diff, git, temp_working_copy
+from repogym.repo import RepoSource
 
 
 def export_swebench(
     rec: ValidatedRecord, description: str, src: RepoSource, spec: EnvSpec, git_dir: Path
 ) -> dict[str, Any]:
-    """One SWE-bench instance; the task-state commit is pushed to ``git_dir`` as branch ``repogym/<id>``."""
+    """One SWE-bench instance; the sealed task-state commit goes to ``git_dir/<instance_id>.git``."""
     rec = with_test_lists(rec, src, spec, 900.0)
-    instance_id = rec.task_id.replace("/", "__")
-    if not git_dir.exists():
-        git(["init", "-q", "--bare", str(git_dir)])
-    with temp_working_copy(src, prefix="repogym-export-") as wc:
-        apply_diff(wc, rec.src_diff)
-        base = commit_all(wc, f"{rec.task_id}: task state")
-        git(["push", "-q", "-f", str(git_dir.resolve()), f"{base}:refs/heads/repogym/{instance_id}"], cwd=wc)
-        apply_diff(wc, rec.src_diff, reverse=True, extra=gold_patch_args(rec))
-        gold = diff(wc, base)
+    iid = instance_id(rec.task_id)
+    git_dir.mkdir(parents=True, exist_ok=True)
+    base, gold = seal(rec, src, bare=git_dir / f"{iid}.git")
+    return swebench_instance(rec, description, base, gold)
+
+
+def swebench_instance(rec: ValidatedRecord, description: str, base: str, gold: str) -> dict[str, Any]:
+    """The SWE-bench columns of one task whose sealed task state is commit ``base``."""
     return {
-        "instance_id": instance_id,
+        "instance_id": instance_id(rec.task_id),
         "repo": rec.repo,
         "base_commit": base,
         "patch": gold,
@@ -40,7 +41,7 @@ def export_swebench(
         "FAIL_TO_PASS": rec.FAIL_TO_PASS,
         "PASS_TO_PASS": rec.PASS_TO_PASS,
         "version": "repogym",
-        "environment_setup_commit": src.commit_sha,
+        "environment_setup_commit": base,
         "created_at": "",
         "hints_text": "",
     }
