@@ -106,7 +106,7 @@ def _field(path: Path, key: str) -> int:
 
 def wrap(argv: list[str], limits: Limits, cgroup: Cgroup | None) -> list[str]:
     """``argv`` started inside the cgroup (when there is one) under the rlimits that stand in or add to it."""
-    rl = [f"--fsize={limits.disk_bytes}"]
+    rl = [f"--fsize={limits.disk_bytes + 1}"]  # one byte past the limit: the watchdog then sees it passed
     if cgroup is None:
         rl += [f"--nproc={limits.max_processes}", f"--as={limits.memory_bytes}"]
     out = ["prlimit", *rl, "--", *argv]
