@@ -18,7 +18,7 @@ from test_tokens import CHATML, make_tokenizer
 from repogym.agents.loop import AgentConfig
 from repogym.rl.envs.base import run_group
 from repogym.rl.envs.gsm8k import Gsm8kEnv, extract_boxed
-from repogym.rl.run import RlConfig, make_backend
+from repogym.rl.run import RlConfig, make_model
 from repogym.sandbox.bwrap import bwrap_available
 from repogym.sandbox.pool import SandboxPool
 from repogym.scripted_server import ScriptedGenerateServer, ScriptedServer, ToolCall
@@ -226,20 +226,21 @@ def test_killed_sandbox_is_an_infrastructure_failure(gsm_data: Path) -> None:
 
     with ScriptedServer(script) as server:
         cfg = RlConfig(env="gsm8k", api_base=server.url)
-        make_llm, close = make_backend(cfg, 1.0)
+        model = make_model(cfg, 1.0)
 
         async def go():
             pool = SandboxPool(env.make_sandbox, size=3)
             holder["pool"] = pool
             try:
-                return await run_group(env, item, 3, make_llm, pool, AgentConfig(max_turns=4, stop_on_text=True)), pool
+                return await run_group(env, item, 3, model, pool, AgentConfig(max_turns=4)), pool
             finally:
-                await close()
+                await model.close()
 
         result, pool = asyncio.run(go())
     assert len(result.failures) == 1 and result.failures[0]["stop_reason"] == "infrastructure_error"
     assert "closed or its working copy is gone" in result.failures[0]["error"]
     assert result.group is not None and result.group.scores == [1.0, 1.0], "the other rollouts finished"
+    assert all(m[-1]["role"] == "assistant" for m in result.group.messages or []), "a plain answer ended them"
     assert pool.replaced == 1 and pool.free.qsize() == 3, "the slot came back, with its sandbox replaced"
     pool.close()
 

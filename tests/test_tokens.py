@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 
 import pytest
 
+from repogym.llm import LLMError
 from repogym.rl.parsers import get_parser
 from repogym.rl.servers import GenerateClient
 from repogym.rl.tokens import MASK, ChatTokenizer, ManagedLLM
-from repogym.scripted_server import ScriptedGenerateServer
+from repogym.scripted_server import Error, ScriptedGenerateServer
 
 pytest.importorskip("tokenizers")
 
@@ -93,7 +95,7 @@ def test_three_formats_give_identical_sequences(wrap: bool) -> None:
     seqs = {}
     for fmt in ("vllm", "vllm-completions", "sglang"):
         with ScriptedGenerateServer(script(tok), wrap_json_in_string=wrap and fmt == "sglang") as server:
-            seqs[fmt] = asyncio.run(rollout(server.url, fmt, tok)).seq
+            seqs[fmt] = asyncio.run(rollout(server.url, fmt, tok)).sequence
         assert {p for p, _ in server.requests} == {
             {"vllm": "/inference/v1/generate", "vllm-completions": "/v1/completions", "sglang": "/generate"}[fmt]
         }
@@ -126,7 +128,7 @@ def test_template_mismatch_keeps_generated_ids() -> None:
     with ScriptedGenerateServer([(ids, [-0.1] * len(ids))]) as server:
         llm = ManagedLLM(GenerateClient(server.url, "vllm"), tok, get_parser("hermes"))
         asyncio.run(llm.chat([{"role": "user", "content": "hi"}]))
-    seq = llm.seq
+    seq = llm.sequence
     assert [(m.turn, m.generated, m.template) for m in seq.mismatches] == [(0, text, "Done.<|im_end|>\n")]
     assert seq.tokens[-len(ids) - 1 : -1] == ids and tok.decode(seq.tokens[-1:]) == "\n"
     assert seq.masks[-len(ids) - 1 : -1] == ids and seq.masks[-1] == MASK
@@ -139,3 +141,54 @@ def test_growing_conversation_only() -> None:
         asyncio.run(llm.chat([{"role": "user", "content": "a"}], tools=TOOLS))
         with pytest.raises(ValueError, match="must only grow"):
             asyncio.run(llm.chat([{"role": "user", "content": "b"}], tools=TOOLS))
+
+
+def _generate(url: str, fmt: str = "vllm", retries: int = 3) -> tuple[list[int], list[float]]:
+    async def go() -> tuple[list[int], list[float]]:
+        client = GenerateClient(url, fmt, max_retries=retries, retry_delay_s=0.01)
+        try:
+            gen = await client.generate([1, 2, 3])
+            return gen.token_ids, gen.logprobs
+        finally:
+            await client.close()
+
+    return asyncio.run(go())
+
+
+def test_generate_retries_429_and_5xx_then_succeeds() -> None:
+    with ScriptedGenerateServer([Error(429, "slow down"), Error(503), ([7, 8], [-0.5, -0.25])]) as server:
+        assert _generate(server.url, "sglang") == ([7, 8], [-0.5, -0.25])
+    assert len(server.requests) == 3
+
+
+def test_generate_failures_are_model_errors_that_say_what_to_check() -> None:
+    with ScriptedGenerateServer([Error(500, "kv cache full")] * 3) as server:
+        with pytest.raises(LLMError, match=r"HTTP 500 after 2 retries: .*kv cache full"):
+            _generate(server.url, retries=2)
+    assert len(server.requests) == 3
+    with ScriptedGenerateServer([Error(400, "prompt too long"), ([1], [0.0])]) as server:
+        with pytest.raises(LLMError, match="HTTP 400"):
+            _generate(server.url)
+    assert len(server.requests) == 1, "a 400 is not retried: it will not change"
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(LLMError, match="cannot reach the generate endpoint"):
+        _generate(f"http://127.0.0.1:{port}", retries=1)
+
+
+def test_managed_client_gives_each_rollout_its_own_sequence() -> None:
+    tok = make_tokenizer()
+    with ScriptedGenerateServer(script(tok)) as server:
+        root = ManagedLLM(GenerateClient(server.url, "sglang"), tok, get_parser("hermes"))
+        first, second = root.rollout(), root.rollout()
+
+        async def go() -> None:
+            await first.chat([{"role": "user", "content": "a"}], tools=TOOLS)
+            await second.chat([{"role": "user", "content": "b"}], tools=TOOLS)
+            await root.close()
+
+        asyncio.run(go())
+    assert [m["content"] for m in first.sequence.messages[:1]] == ["a"]
+    assert [m["content"] for m in second.sequence.messages[:1]] == ["b"]
+    assert root.sequence.tokens == [] and first.client is root.client

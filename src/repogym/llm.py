@@ -12,7 +12,8 @@ import os
 import random
 import re
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol, TypeVar
 
 import openai
 from pydantic import BaseModel, Field
@@ -38,6 +39,32 @@ class LLMError(RepogymError):
     """The model endpoint failed after retries, or cannot be reached; the message says what to check."""
 
     exit_code = 1
+
+
+T = TypeVar("T")
+
+
+async def with_retries(
+    attempt: Callable[[], Awaitable[T]],
+    boundary: tuple[type[Exception], ...],
+    transient: Callable[[Exception], bool],
+    explain: Callable[[Exception], str],
+    retries: int,
+    base_delay_s: float = 1.0,
+) -> T:
+    """``attempt()``, retried with exponential backoff and jitter while it fails transiently (429, 5xx, a
+    timeout). A ``boundary`` error that is left becomes one LLMError with ``explain``'s message; any other
+    exception is a bug of ours and propagates as it is."""
+    delay = base_delay_s
+    for k in range(retries + 1):
+        try:
+            return await attempt()
+        except boundary as e:
+            if k == retries or not transient(e):
+                raise LLMError(explain(e)) from e
+        await asyncio.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 30.0)
+    raise AssertionError("unreachable")
 
 
 class ModelConfig(BaseModel):
@@ -102,6 +129,44 @@ class Completion(BaseModel):
     finish_reason: str | None = None
 
 
+class TokenTrace(Protocol):
+    """A rollout's token sequence as trainers read it: ids, masks (-100 where not generated), sampling logprobs."""
+
+    @property
+    def tokens(self) -> list[int]: ...
+
+    @property
+    def masks(self) -> list[int]: ...
+
+    @property
+    def logprobs(self) -> list[float]: ...
+
+    @property
+    def mismatches(self) -> list[Any]: ...
+
+
+class Model(Protocol):
+    """What the agent loop and the RL runner need of a model: ``LLM`` (an OpenAI-compatible server parses tool
+    calls) and ``rl.tokens.ManagedLLM`` (token ids from a generate endpoint, tool calls parsed here)."""
+
+    async def chat(
+        self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None, tool_choice: str = "auto"
+    ) -> Completion:
+        """One assistant turn; raises LLMError when the endpoint fails after its retries."""
+        ...
+
+    def rollout(self) -> Model:
+        """The client for one new rollout: itself when it keeps no per-rollout state."""
+        ...
+
+    @property
+    def sequence(self) -> TokenTrace | None:
+        """The rollout's tokens, masks and logprobs when the client tracks them (managed mode), else None."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class LLM:
     """One async client per model config; ``chat`` retries transient failures and accounts usage."""
 
@@ -130,20 +195,27 @@ class LLM:
     async def chat(self, messages: list[dict[str, Any]], **kw: Any) -> Completion:
         """One chat completion; raises LLMError (with what to check) once retries are exhausted."""
         body = self.request(messages, **kw)
-        delay = 1.0
-        for attempt in range(self.cfg.max_retries + 1):
+
+        async def attempt() -> Completion:
             start = time.monotonic()
-            try:
-                resp = await self.client.chat.completions.create(**body)
-                return self._completion(resp, time.monotonic() - start)
-            except (openai.RateLimitError, openai.InternalServerError, openai.APITimeoutError) as e:
-                if attempt == self.cfg.max_retries:
-                    raise LLMError(explain_error(e, self.cfg)) from e
-                await asyncio.sleep(delay * (0.5 + random.random()))
-                delay = min(delay * 2, 30.0)
-            except openai.APIError as e:
-                raise LLMError(explain_error(e, self.cfg)) from e
-        raise AssertionError("unreachable")
+            resp = await self.client.chat.completions.create(**body)
+            return self._completion(resp, time.monotonic() - start)
+
+        def transient(e: Exception) -> bool:
+            return isinstance(e, openai.RateLimitError | openai.InternalServerError | openai.APITimeoutError)
+
+        return await with_retries(
+            attempt, (openai.APIError,), transient, lambda e: explain_error(e, self.cfg), self.cfg.max_retries
+        )
+
+    def rollout(self) -> LLM:
+        """One client serves every rollout: a conversation lives in the messages sent, not here."""
+        return self
+
+    @property
+    def sequence(self) -> None:
+        """No token ids: the server tokenizes and parses (use managed mode for training)."""
+        return None
 
     def _completion(self, resp: Any, seconds: float) -> Completion:
         u = resp.usage

@@ -338,18 +338,20 @@ class ScriptedServer:
         return Handler
 
 
-GenerateScript = Callable[[list[int]], tuple[list[int], list[float]]]
+GenerateScript = Callable[[list[int]], "tuple[list[int], list[float]] | Error"]
 
 
 class ScriptedGenerateServer:
-    """Token-in, token-out generate endpoints on 127.0.0.1, answering from a script of (ids, logprobs).
+    """Token-in, token-out generate endpoints on 127.0.0.1, answering from a script of (ids, logprobs) or Error.
 
     Speaks vLLM's /inference/v1/generate and /v1/completions (token ids in, ``token_id:N`` out) and SGLang's
     /generate; ``wrap_json_in_string`` answers like a gateway that returns the JSON body as a JSON string.
     """
 
     def __init__(
-        self, script: GenerateScript | Iterable[tuple[list[int], list[float]]], wrap_json_in_string: bool = False
+        self,
+        script: GenerateScript | Iterable[tuple[list[int], list[float]] | Error],
+        wrap_json_in_string: bool = False,
     ):
         if callable(script):
             self._next: GenerateScript = script
@@ -376,20 +378,22 @@ class ScriptedGenerateServer:
 
     def answer(self, path: str, body: dict[str, Any]) -> Any:
         self.requests.append((path, body))
+        key = {"/inference/v1/generate": "token_ids", "/v1/completions": "prompt"}.get(path, "input_ids")
+        reply = self._next(list(body[key]))
+        if isinstance(reply, Error):
+            return reply
+        ids, lps = reply
         if path == "/inference/v1/generate":
-            ids, lps = self._next(list(body["token_ids"]))
             content = [{"token": f"token_id:{i}", "logprob": lp} for i, lp in zip(ids, lps, strict=True)]
             return {
                 "choices": [{"index": 0, "token_ids": ids, "logprobs": {"content": content}, "finish_reason": "stop"}]
             }
         if path == "/v1/completions":
-            ids, lps = self._next(list(body["prompt"]))
             lp = {"tokens": [f"token_id:{i}" for i in ids], "token_logprobs": lps}
             return {
                 "object": "text_completion",
                 "choices": [{"index": 0, "text": "", "logprobs": lp, "finish_reason": "stop"}],
             }
-        ids, lps = self._next(list(body["input_ids"]))
         meta = {
             "output_token_logprobs": [[lp, i, None] for i, lp in zip(ids, lps, strict=True)],
             "finish_reason": {"type": "stop"},
@@ -414,7 +418,9 @@ class ScriptedGenerateServer:
                     status, out = 404, {"error": f"no route {path}"}
                 else:
                     status, out = 200, server.answer(path, body)
-                    if server.wrap:
+                    if isinstance(out, Error):
+                        status, out = out.status, {"error": {"message": out.message, "code": out.status}}
+                    elif server.wrap:
                         out = json.dumps(out)
                 data = json.dumps(out).encode()
                 self.send_response(status)

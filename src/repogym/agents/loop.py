@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from repogym.agents.tools import ALL_TOOLS, SCHEMAS, ToolLimits, run_tool
-from repogym.llm import LLM, LLMError, Usage
+from repogym.llm import LLMError, Model, Usage
 from repogym.sandbox import Sandbox
 
 NUDGE = "Use the tools to work on the task, and call submit() when you are done."
@@ -64,7 +64,7 @@ class StopRollout(Exception):
         self.error = error
 
 
-async def run_agent(llm: LLM, sandbox: Sandbox, system: str, user: str, cfg: AgentConfig | None = None) -> Trajectory:
+async def run_agent(llm: Model, sandbox: Sandbox, system: str, user: str, cfg: AgentConfig | None = None) -> Trajectory:
     """Run one rollout to a terminal state: submitted, a limit, or a model error."""
     cfg = cfg or AgentConfig()
     tools = tuple(t for t in cfg.tools if t in SCHEMAS)

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from repogym.agents.loop import AgentConfig
 from repogym.errors import RepogymError
-from repogym.llm import LLM, ModelConfig
+from repogym.llm import LLM, Model, ModelConfig
 from repogym.rl.envs.base import Environment, GroupResult, run_group
 from repogym.sandbox.pool import SandboxPool
 
@@ -70,13 +70,13 @@ def make_env(cfg: RlConfig) -> Environment:
     raise RepogymError(f"unknown environment {cfg.env!r}; choose one of: gsm8k, swe")
 
 
-def make_backend(cfg: RlConfig, temperature: float) -> tuple[Callable[[], Any], Callable[[], Any]]:
-    """(a factory of per-rollout model clients, an async closer). OpenAI mode shares one client."""
+def make_model(cfg: RlConfig, temperature: float) -> Model:
+    """The run's model client: one shared OpenAI-compatible client, or a managed one whose ``rollout()`` gives
+    each rollout its own token sequence."""
     if cfg.server_format == "openai":
-        llm = LLM(
+        return LLM(
             ModelConfig(model=cfg.model, api_base=cfg.api_base, max_tokens=cfg.max_tokens, temperature=temperature)
         )
-        return (lambda: llm), llm.close
     from repogym.rl.parsers import get_parser
     from repogym.rl.servers import GenerateClient
     from repogym.rl.tokens import ChatTokenizer, ManagedLLM
@@ -84,9 +84,8 @@ def make_backend(cfg: RlConfig, temperature: float) -> tuple[Callable[[], Any], 
     if cfg.tokenizer is None or cfg.chat_template is None or cfg.api_base is None:
         raise RepogymError("managed mode needs --tokenizer tokenizer.json, --chat-template FILE and --api-base URL")
     tok = ChatTokenizer.from_files(str(cfg.tokenizer), cfg.chat_template.read_text(), {"eos_token": cfg.eos_token})
-    parser = get_parser(cfg.parser)
     client = GenerateClient(cfg.api_base, cfg.server_format, model=cfg.model.split("/", 1)[-1])
-    return (lambda: ManagedLLM(client, tok, parser, cfg.max_tokens, temperature)), client.close
+    return ManagedLLM(client, tok, get_parser(cfg.parser), cfg.max_tokens, temperature)
 
 
 async def groups(
@@ -94,18 +93,18 @@ async def groups(
     on_group: Callable[[GroupResult], Any], on_slot: Callable[[Any], None] | None = None,
 ) -> None:  # fmt: skip
     """Run one group per item, all through one sandbox pool."""
-    make_llm, close = make_backend(cfg, temperature)
+    model = make_model(cfg, temperature)
     pool = SandboxPool(env.make_sandbox, size=cfg.slots)
-    agent = AgentConfig(max_turns=cfg.max_turns, stop_on_text=env.name == "gsm8k", command_timeout_s=60)
+    agent = AgentConfig(max_turns=cfg.max_turns, command_timeout_s=60)
     try:
         for item in items:
-            result = await run_group(env, item, group_size, make_llm, pool, agent, cfg.normalize_std, on_slot)
+            result = await run_group(env, item, group_size, model, pool, agent, cfg.normalize_std, on_slot)
             out = on_group(result)
             if asyncio.iscoroutine(out):
                 await out
     finally:
         pool.close()
-        await close()
+        await model.close()
 
 
 def summary(results: list[GroupResult]) -> dict[str, Any]:

@@ -13,6 +13,10 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from repogym.llm import Completion, Usage
+from repogym.rl.parsers import Parser
+from repogym.rl.servers import GenerateClient
+
 MASK = -100
 PROMPT_LOGPROB = 1.0  # Atropos' placeholder for positions that were not sampled
 
@@ -130,25 +134,37 @@ def _common_prefix(a: str, b: str) -> int:
 
 
 class ManagedLLM:
-    """The agent loop's model interface in managed mode: token ids in and out of a generate endpoint, tool calls
-    parsed from the raw text; the conversation lives in ``seq``. One instance per rollout."""
-
-    mode = "managed"
+    """The agent loop's model in managed mode (a ``repogym.llm.Model``): token ids in and out of a generate endpoint,
+    tool calls parsed from the raw text; the conversation lives in ``sequence``. ``rollout()`` gives each rollout
+    its own sequence over the same connection."""
 
     def __init__(
-        self, client: Any, tok: ChatTokenizer, parser: Any, max_tokens: int = 1024, temperature: float = 1.0
+        self,
+        client: GenerateClient,
+        tok: ChatTokenizer,
+        parser: Parser,
+        max_tokens: int = 1024,
+        temperature: float = 1.0,
     ) -> None:
         self.client, self.tok, self.parser = client, tok, parser
         self.max_tokens, self.temperature = max_tokens, temperature
-        self.seq = TokenSequence()
+        self._seq = TokenSequence()
 
-    async def chat(self, messages: list[dict[str, Any]], tools: list[Any] | None = None, **_kw: Any) -> Any:
-        from repogym.llm import Completion, Usage
+    @property
+    def sequence(self) -> TokenSequence:
+        return self._seq
 
-        known = len(self.seq.messages)
-        if messages[:known] != self.seq.messages:
+    def rollout(self) -> ManagedLLM:
+        return ManagedLLM(self.client, self.tok, self.parser, self.max_tokens, self.temperature)
+
+    async def chat(
+        self, messages: list[dict[str, Any]], *, tools: list[dict[str, Any]] | None = None, tool_choice: str = "auto"
+    ) -> Completion:
+        """One generation; ``tool_choice`` is the template's business in managed mode and is not sent."""
+        known = len(self._seq.messages)
+        if messages[:known] != self._seq.messages:
             raise ValueError("managed mode: the conversation must only grow (earlier messages changed)")
-        prompt = self.seq.add_messages(self.tok, messages[known:], tools)
+        prompt = self._seq.add_messages(self.tok, messages[known:], tools)
         gen = await self.client.generate(prompt, self.max_tokens, self.temperature)
         text = self.tok.decode(gen.token_ids)
         stop = self.tok.decode(gen.token_ids[-1:]) if gen.token_ids else ""
@@ -157,6 +173,10 @@ class ManagedLLM:
         message: dict[str, Any] = {"role": "assistant", "content": content}
         if calls:
             message["tool_calls"] = calls
-        self.seq.add_generation(self.tok, gen.token_ids, gen.logprobs, message, tools)
+        self._seq.add_generation(self.tok, gen.token_ids, gen.logprobs, message, tools)
         usage = Usage(prompt_tokens=len(prompt), completion_tokens=len(gen.token_ids), calls=1, cost_usd=None)
         return Completion(message=message, usage=usage, seconds=0.0, finish_reason=gen.finish_reason)
+
+    async def close(self) -> None:
+        """Close the connection (shared by every rollout made from this client)."""
+        await self.client.close()

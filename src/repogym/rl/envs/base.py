@@ -19,6 +19,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from repogym.agents.loop import AgentConfig, Trajectory, run_agent
+from repogym.llm import Model
 from repogym.rl.scored import ScoredGroup, ScoredItem, build_group
 from repogym.sandbox.base import Sandbox
 from repogym.sandbox.pool import SandboxPool
@@ -29,6 +30,7 @@ INFRA_STOPS = ("infrastructure_error", "model_error")
 class Environment(ABC):
     name = ""
     tools: tuple[str, ...] = ()
+    stop_on_text = False  # True where an answer in plain text ends the rollout (math), not a submit() call
 
     def __init__(self, seed: int = 0) -> None:
         self.rng = random.Random(seed)
@@ -71,7 +73,7 @@ class GroupResult(BaseModel):
 async def run_rollout(
     env: Environment,
     item: dict[str, Any],
-    make_llm: Callable[[], Any],
+    model: Model,
     pool: SandboxPool,
     cfg: AgentConfig,
     on_slot: Callable[[Any], None] | None = None,
@@ -82,16 +84,17 @@ async def run_rollout(
         if on_slot:
             on_slot(slot)
         assert slot.sandbox is not None
-        llm = make_llm()
+        llm = model.rollout()
         system, user = env.prompt(item)
-        traj = await run_agent(llm, slot.sandbox, system, user, cfg.model_copy(update={"tools": list(env.tools)}))
+        agent = cfg.model_copy(update={"tools": list(env.tools), "stop_on_text": env.stop_on_text})
+        traj = await run_agent(llm, slot.sandbox, system, user, agent)
         if traj.stop_reason in INFRA_STOPS:
             return None, {"stop_reason": traj.stop_reason, "error": traj.error, "slot": slot.index}, traj.turns
         try:
             score, meta = await asyncio.to_thread(env.reward, item, traj, slot.sandbox)
         except Exception as e:  # the verifier could not run: infrastructure, not a zero
             return None, {"stop_reason": "reward_error", "error": f"{type(e).__name__}: {e}", "slot": slot.index}, 0
-        seq = getattr(llm, "seq", None)
+        seq = llm.sequence
         scored = ScoredItem(
             score=score,
             messages=traj.messages,
@@ -110,14 +113,14 @@ async def run_group(
     env: Environment,
     item: dict[str, Any],
     group_size: int,
-    make_llm: Callable[[], Any],
+    model: Model,
     pool: SandboxPool,
     cfg: AgentConfig,
     normalize_std: bool = False,
     on_slot: Callable[[Any], None] | None = None,
 ) -> GroupResult:
     """N concurrent rollouts of one item, scored; infrastructure failures are excluded and listed."""
-    outs = await asyncio.gather(*(run_rollout(env, item, make_llm, pool, cfg, on_slot) for _ in range(group_size)))
+    outs = await asyncio.gather(*(run_rollout(env, item, model, pool, cfg, on_slot) for _ in range(group_size)))
     scored = [s for s, _, _ in outs if s is not None]
     failures = [f for _, f, _ in outs if f is not None]
     group = build_group(scored, normalize_std, meta={"item": item.get("id"), "env": env.name}) if scored else None

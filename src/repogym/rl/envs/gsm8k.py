@@ -53,6 +53,7 @@ def is_correct(answer: str, gold: str) -> bool:
 class Gsm8kEnv(Environment):
     name = "gsm8k"
     tools = ("bash",)
+    stop_on_text = True
 
     def __init__(self, data: Path | None = None, seed: int = 0, backend: str | None = None) -> None:
         super().__init__(seed)
