@@ -7,7 +7,6 @@ exec adds a working directory, the private /tmp and the command.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import uuid
 from collections.abc import Mapping
 from pathlib import Path
@@ -27,9 +26,21 @@ def default_image_name(repo_name: str) -> str:
     return f"env_agent__{repo_name}".lower().replace("#", "__")
 
 
+ENGINE_TIMEOUT_S = 60.0  # an engine command that is no container run (inspect, rm)
+
+
+def engine_command(engine: str, *args: str) -> ExecResult:
+    """One engine command (not a container run), bounded like every command; raises SandboxError when the engine
+    cannot start."""
+    return run_bounded([engine, *args], cwd=None, env=None, timeout_s=ENGINE_TIMEOUT_S, max_output_bytes=100_000)
+
+
 def image_exists(engine: str, image: str) -> bool:
-    p = subprocess.run([engine, "image", "exists" if engine == "podman" else "inspect", image], capture_output=True)
-    return p.returncode == 0
+    """Whether the engine has ``image``; False also when the engine is missing or does not answer."""
+    try:
+        return engine_command(engine, "image", "exists" if engine == "podman" else "inspect", image).ok
+    except SandboxError:
+        return False
 
 
 class ContainerSandbox(Sandbox):
@@ -70,7 +81,7 @@ class ContainerSandbox(Sandbox):
 
         def kill() -> None:
             # Killing the client does not stop the container: remove it by name.
-            subprocess.run([self.name, "rm", "-f", "-t", "0", name], capture_output=True, timeout=60)
+            engine_command(self.name, "rm", "-f", "-t", "0", name)
 
         return run_bounded(
             [*self.run_argv(extra), self.image, *argv],
