@@ -7,8 +7,10 @@ src.diff removes the feature and exactly those test functions; tests.diff adds t
 from __future__ import annotations
 
 import ast
+import os
 import shlex
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +22,7 @@ from repogym.errors import PatchError, RepogymError
 from repogym.llm import LLM, ModelConfig
 from repogym.project.pytest_config import is_test_path
 from repogym.records import TaskRecord, ValidatedRecord
-from repogym.repo import RepoSource, commit_all, diff, git, temp_working_copy
+from repogym.repo import RepoSource, changed_files, commit_all, diff, git, temp_working_copy
 from repogym.testresults import TestRun
 
 COLLECTION_ERROR_CODES = (2, 3, 4, 5)  # pytest: interrupted, internal error, usage error, no tests collected
@@ -72,14 +74,17 @@ def validate_auto(
     """Validate one candidate without an LLM; raises Rejected with the reason when it cannot be a task."""
     with temp_working_copy(src, prefix="repogym-validate-") as wc:
         try:
-            patches.apply(patches.parse(task.patches), wc)
+            changed = patches.apply(patches.parse(task.patches), wc).files
         except PatchError as e:
             raise Rejected(f"the candidate's patch does not apply: {e}") from e
+        _mark_changed(wc, changed)
         run = _run(spec, wc, timeout_s)
         failing = _failing(run, base, timeout_s, max_fail_fraction)
         source_files = _changed(wc)
         test_files = separate_tests(wc, spec, base, failing, source_files, timeout_s)
         src_diff = diff(wc, src.commit_sha)
+        if not set(changed) <= set(changed_files(src_diff)):
+            raise Rejected(f"the source change is missing from src.diff (files {', '.join(changed)})")
         task_sha = commit_all(wc, f"task state of {task.task_id}")
         git(["checkout", "-q", src.commit_sha, "--", *test_files], cwd=wc)
         tests_diff = diff(wc, task_sha)
@@ -96,6 +101,13 @@ def validate_auto(
         FAIL_TO_PASS=failing,
         PASS_TO_PASS=sorted(base.passing & set(run.passed)),
     )
+
+
+def _mark_changed(wc: Path, files: list[str]) -> None:
+    """A same-size edit in the second of the checkout looks unchanged to git's stat check: move its mtime on."""
+    later = time.time_ns() + 2_000_000_000
+    for rel in files:
+        os.utime(wc / rel, ns=(later, later))
 
 
 def _run(spec: EnvSpec, wc: Path, timeout_s: float) -> TestRun:
