@@ -17,7 +17,8 @@ from repogym.errors import RepogymError, SandboxError
 from repogym.sandbox import Sandbox, open_sandbox
 from repogym.sandbox.bwrap import bwrap_available
 
-BACKENDS = ["bwrap", "process", "podman"]
+# "+session": one long-lived sandbox serves every command (the same contract, at a subprocess's cost).
+BACKENDS = ["bwrap", "process", "podman", "bwrap+session", "podman+session"]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -25,14 +26,14 @@ def sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sandbox]
     repo = tmp_path / "repo"
     repo.mkdir()
     (repo / "hello.txt").write_text("hello\n")
-    backend = request.param
+    backend, _, session = request.param.partition("+")
     image = None
     if backend == "bwrap" and not bwrap_available():
         pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
     if backend == "podman":
         image = request.getfixturevalue("base_image")
     with pytest.warns(UserWarning) if backend == "process" else _nothing():
-        sb = open_sandbox(backend, repo, image=image)
+        sb = open_sandbox(backend, repo, image=image, session=bool(session))
     with sb:
         yield sb
 

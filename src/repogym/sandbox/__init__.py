@@ -36,15 +36,17 @@ def open_sandbox(
     network: bool = False,
     ro_binds: Mapping[str, str] | None = None,
     limits: Limits | None = None,
+    session: bool = False,
 ) -> Sandbox:
-    """Create a sandbox of the named backend over ``repo_dir``."""
+    """Create a sandbox of the named backend over ``repo_dir``; ``session`` keeps one sandbox alive for every
+    command (bwrap, podman, docker) instead of starting one per command."""
     if backend == "bwrap":
-        return BwrapSandbox(repo_dir, env=env, network=network, ro_binds=ro_binds, limits=limits)
+        return BwrapSandbox(repo_dir, env=env, network=network, ro_binds=ro_binds, limits=limits, session=session)
     if backend in ("podman", "docker"):
         if not image:
             raise RepogymError(f"the {backend} backend needs an image (--image NAME)")
         cls = PodmanSandbox if backend == "podman" else DockerSandbox
-        return cls(repo_dir, image=image, env=env, limits=limits)
+        return cls(repo_dir, image=image, env=env, limits=limits, session=session)
     if backend == "process":
         import warnings
 

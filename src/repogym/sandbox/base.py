@@ -22,6 +22,7 @@ from types import TracebackType
 
 from repogym.errors import SandboxDied, SandboxError
 from repogym.sandbox.limits import Cgroup, Limits, disk_usage, human
+from repogym.sandbox.session import Session
 
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MAX_OUTPUT = 1_000_000
@@ -160,7 +161,14 @@ class Sandbox(ABC):
     name: str = ""
     isolated: bool = True
 
-    def __init__(self, repo_dir: Path, *, env: Mapping[str, str] | None = None, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        repo_dir: Path,
+        *,
+        env: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+        session: bool = False,
+    ) -> None:
         self.repo_dir = Path(repo_dir).resolve()
         if not self.repo_dir.is_dir():
             raise SandboxError(f"{repo_dir}: the working copy does not exist")
@@ -169,6 +177,9 @@ class Sandbox(ABC):
         self.tmp_dir = Path(tempfile.mkdtemp(prefix=f"repogym-{self.name}-tmp-"))
         self.closed = False
         self._cgroup: Cgroup | None = None
+        # One long-lived sandbox serving every command (see session.py), where the backend offers one.
+        self.session = session
+        self._session: Session | None = None
 
     def __enter__(self) -> Sandbox:
         return self
@@ -179,6 +190,8 @@ class Sandbox(ABC):
     def close(self) -> None:
         if not self.closed:
             self.closed = True
+            if self._session is not None:
+                self._session.close()
             if self._cgroup is not None:
                 self._cgroup.remove()
             shutil.rmtree(self.tmp_dir, ignore_errors=True)
@@ -188,6 +201,24 @@ class Sandbox(ABC):
         if self._cgroup is None:
             self._cgroup = Cgroup.create(self.limits)
         return self._cgroup
+
+    def _session_argv(self) -> list[str]:
+        """The command that starts this backend's session server (backends with sessions override it)."""
+        raise SandboxError(f"the {self.name} backend has no sessions")
+
+    def _session_exec(
+        self, argv: list[str], cwd: str, env: dict[str, str], timeout_s: float, max_output_bytes: int
+    ) -> ExecResult:
+        """Run a command through the session, starting (or restarting) the session when it is not running."""
+        if self._session is None or not self._session.alive:
+            self._session = Session(self._session_argv())
+        result = ExecResult(**self._session.run(argv, cwd, env, timeout_s, max_output_bytes))
+        if result.limit == "disk":
+            result.limit = self.over_disk() or f"disk limit ({human(self.limits.disk_bytes)}) passed"
+        return result
+
+    def session_server(self, python: str, tmp: str) -> list[str]:
+        return Session.server_args(python, self.limits.disk_bytes, [REPO, tmp])
 
     def over_disk(self) -> str:
         """The disk limit's reason when the working copy and /tmp hold more than it allows, else ''."""

@@ -71,10 +71,11 @@ class BwrapSandbox(Sandbox):
         extra_binds: Mapping[str, str] | None = None,
         ro_binds: Mapping[str, str] | None = None,
         limits: Limits | None = None,
+        session: bool = False,
     ) -> None:
         if not bwrap_available():
             raise SandboxError("bubblewrap is not installed: run `apt-get install bubblewrap` (or pick --backend)")
-        super().__init__(repo_dir, env=env, limits=limits)
+        super().__init__(repo_dir, env=env, limits=limits, session=session)
         self.network = network
         self.extra_binds = dict(extra_binds or {})
         # Host paths under /tmp (a venv in a test's cache, say) are hidden by the private /tmp unless bound again.
@@ -96,10 +97,18 @@ class BwrapSandbox(Sandbox):
             args.append("--share-net")
         return args
 
+    def _session_argv(self) -> list[str]:
+        # The server runs on the interpreter repogym's environments are made from, which system_binds() binds.
+        python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
+        argv = [*self._prefix, "--clearenv", "--chdir", "/", "--", *self.session_server(python, "/tmp")]
+        return wrap(argv, self.limits, self.cgroup())
+
     def _run(
         self, argv: list[str], cwd: str, env: dict[str, str], timeout_s: float, max_output_bytes: int
     ) -> ExecResult:
         path = env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        if self.session:
+            return self._session_exec(argv, cwd, {**env, "PATH": path}, timeout_s, max_output_bytes)
         full = [*self._prefix, "--clearenv", "--chdir", cwd]
         for k, v in {**env, "PATH": path}.items():
             full += ["--setenv", k, v]

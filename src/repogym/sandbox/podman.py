@@ -49,7 +49,13 @@ class ContainerSandbox(Sandbox):
     name = "podman"
 
     def __init__(
-        self, repo_dir: Path, *, image: str, env: Mapping[str, str] | None = None, limits: Limits | None = None
+        self,
+        repo_dir: Path,
+        *,
+        image: str,
+        env: Mapping[str, str] | None = None,
+        limits: Limits | None = None,
+        session: bool = False,
     ) -> None:
         if shutil.which(self.name) is None:
             raise SandboxError(f"{self.name} is not installed: {INSTALL_HINT[self.name]}")
@@ -58,8 +64,9 @@ class ContainerSandbox(Sandbox):
                 f"image {image!r} not found in {self.name}: build it with `repogym env build REPO --backend "
                 f"{self.name} --dockerfile FILE`"
             )
-        super().__init__(repo_dir, env=env, limits=limits)
+        super().__init__(repo_dir, env=env, limits=limits, session=session)
         self.image = image
+        self._session_name = f"repogym-session-{uuid.uuid4().hex[:12]}"
 
     def run_argv(self, extra: list[str] | None = None) -> list[str]:
         """The Build-A-Bench command line, sealed: no capability, no privilege gain, bounded processes and memory
@@ -71,9 +78,22 @@ class ContainerSandbox(Sandbox):
         mount = ["-v", f"{self.repo_dir}:{REPO}:rw"]
         return [self.name, "run", "--rm", "--network", "none", *sealed, *mount, *(extra or [])]
 
+    def _session_argv(self) -> list[str]:
+        """One container for the whole session: the image's python3 runs the command server (stdin attached)."""
+        extra = ["-i", "--name", self._session_name, "-v", f"{self.tmp_dir}:/tmp:rw"]
+        return [*self.run_argv(extra), self.image, *self.session_server("python3", "/tmp")]
+
+    def close(self) -> None:
+        if self._session is not None:
+            # Killing the client does not stop the container: remove it by name.
+            engine_command(self.name, "rm", "-f", "-t", "0", self._session_name)
+        super().close()
+
     def _run(
         self, argv: list[str], cwd: str, env: dict[str, str], timeout_s: float, max_output_bytes: int
     ) -> ExecResult:
+        if self.session:
+            return self._session_exec(argv, cwd, env, timeout_s, max_output_bytes)
         name = f"repogym-{uuid.uuid4().hex[:12]}"
         extra = ["--name", name, "-v", f"{self.tmp_dir}:/tmp:rw", "-w", cwd]
         for k, v in env.items():
