@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean model-deps rl-deps agent-deps
+.PHONY: demo test lint bench clean model-deps rl-deps agent-deps harbor-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -34,6 +34,14 @@ model-deps: $(STAMP)
 rl-deps:
 	test -x .venv-atropos/bin/run-api || ($(PY) -m venv .venv-atropos && .venv-atropos/bin/pip install -q atroposlib==0.4.0)
 
+# Harbor (its task loader validates `repogym export harbor`) needs Python >= 3.12: a venv of its own, made with
+# the first interpreter found that is new enough (set PY312 to choose one).
+PY312 ?= $(shell for p in python3.12 python3.13 python3.14 $$HOME/.pyenv/versions/3.1[2-9]*/bin/python3; do \
+	$$p -c 'import sys; assert sys.version_info >= (3, 12)' >/dev/null 2>&1 && { command -v $$p; break; }; done)
+harbor-deps:
+	@test -n "$(PY312)" || { echo "harbor needs Python >= 3.12 and none was found: install python3.12 or set PY312"; exit 1; }
+	test -x .venv-harbor/bin/python || ($(PY312) -m venv .venv-harbor && .venv-harbor/bin/pip install -q harbor==0.26.0)
+
 # External coding agents for their adapter tests: codex and Claude Code (npm; their binaries ship in the
 # packages) and mini-swe-agent (PyPI, in a venv of its own).
 agent-deps:
@@ -49,4 +57,4 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/view.py
 
 clean:
-	rm -rf $(VENV) .venv-atropos .venv-mini outputs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-atropos .venv-mini .venv-harbor outputs .pytest_cache .mypy_cache .ruff_cache

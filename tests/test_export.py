@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import EXAMPLE, make_git_repo, run_cli
+from conftest import EXAMPLE, ROOT, make_git_repo, run_cli
 
 from repogym.repo import changed_files
 from repogym.sandbox.bwrap import bwrap_available
@@ -113,3 +113,78 @@ def test_hf_export_without_pyarrow_names_the_install_command(state: Path, tmp_pa
     )  # fmt: skip
     assert r.returncode == 2 and "pip install 'repogym[hf]'" in r.stderr
     assert not (tmp_path / "ds").exists()
+
+
+HARBOR_PYTHON = os.environ.get("REPOGYM_HARBOR_PYTHON") or str(ROOT / ".venv-harbor" / "bin" / "python")
+LOAD_WITH_HARBOR = """
+import sys
+from pathlib import Path
+from harbor.models.task.task import Task
+for d in sys.argv[1:]:
+    t = Task(Path(d))
+    assert Task.is_valid_dir(Path(d)), d
+    print(t.name, t.config.environment.network_mode.value, t.config.metadata["repogym_task_id"], len(t.instruction))
+"""
+
+
+@pytest.fixture(scope="module")
+def harbor(state: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("harbor")
+    r = run_cli("export", "harbor", str(state), str(out))
+    assert r.returncode == 0, r.stderr
+    return out
+
+
+def test_harbor_folders_load_in_harbor_and_agree_with_swebench_ids(
+    harbor: Path, swebench: tuple[list[dict], Path], state: Path
+) -> None:
+    dirs = sorted(harbor.iterdir())
+    checked = {r.task_id for r in load_state(state).checked_ok()}
+    checked_ids = {t.replace("/", "__") for t in checked}
+    assert [d.name for d in dirs] == sorted(i["instance_id"] for i in swebench[0] if i["instance_id"] in checked_ids)
+    for d in dirs:
+        for f in ("instruction.md", "task.toml", "environment/Dockerfile", "tests/test.sh", "solution/solve.sh"):
+            assert (d / f).is_file(), d / f
+        assert os.access(d / "tests/test.sh", os.X_OK) and os.access(d / "solution/solve.sh", os.X_OK)
+        bundle_commits = git(d, "bundle", "list-heads", "environment/task.bundle").stdout.split()[0::2]
+        assert set(bundle_commits) == {next(i["base_commit"] for i in swebench[0] if i["instance_id"] == d.name)}
+    if not Path(HARBOR_PYTHON).exists():
+        pytest.skip(f"harbor needs a venv with Python >= 3.12 (make harbor-deps); no {HARBOR_PYTHON}")
+    r = subprocess.run([HARBOR_PYTHON, "-c", LOAD_WITH_HARBOR, *map(str, dirs)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-3000:]
+    lines = r.stdout.splitlines()
+    assert len(lines) == len(dirs) and all(" no-network " in line for line in lines)
+    assert {line.split()[2] for line in lines} == checked
+
+
+def test_the_shipped_grader_gives_partial_credit_without_repogym(state: Path, tmp_path: Path) -> None:
+    r = run_cli("export", "harbor", str(state), str(tmp_path / "h"), "--reward", "partial")
+    assert r.returncode == 0, r.stderr
+    task = sorted((tmp_path / "h").iterdir())[0]
+    spec = json.loads((task / "tests/tests.json").read_text())
+    assert spec["reward"] == "partial" and 'reward = "partial"' in (task / "task.toml").read_text()
+    f2p, p2p = spec["FAIL_TO_PASS"], spec["PASS_TO_PASS"]
+    passing = f2p[: (len(f2p) + 1) // 2] + p2p[1:]  # half the target tests fixed, one other test broken
+    junit = tmp_path / "junit.xml"
+    junit.write_text("<testsuite>" + "".join(_case(t, t in passing) for t in f2p + p2p) + "</testsuite>")
+    # -S: no site-packages, so repogym itself cannot be imported; the task folder must carry what it needs.
+    g = subprocess.run([sys.executable, "-S", str(task / "tests/grade.py"), str(junit), str(task / "tests/tests.json")],
+                       capture_output=True, text=True)  # fmt: skip
+    assert g.returncode == 0, g.stderr
+    expected = ((len(f2p) + 1) // 2 / len(f2p)) * ((len(p2p) - 1) / len(p2p))
+    assert float(g.stdout) == pytest.approx(expected) and 0 < expected < 1
+
+
+def _case(test_id: str, passed: bool) -> str:
+    module, _, name = test_id.rpartition("::")
+    failure = "" if passed else "<failure message='no'/>"
+    return f"<testcase classname='{module}' name='{name}'>{failure}</testcase>"
+
+
+@pytest.mark.podman
+def test_harbor_oracle_scores_one_and_no_op_zero_on_podman(state: Path, base_image: str, tmp_path: Path) -> None:
+    """Each task's image built from its Dockerfile; the oracle and a no-op run in repogym's podman sandbox."""
+    r = run_cli("export", "harbor", str(state), str(tmp_path / "h"), "--verify", "3")
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = [line for line in r.stdout.splitlines() if ": oracle " in line]
+    assert len(lines) == 3 and all(line.endswith("oracle 1.0, no-op 0.0") for line in lines), r.stdout

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from repogym.cli.common import BACKEND_OPT, app, console, load_tasks, pick_backend, repo_resolver
+from repogym.cli.common import BACKEND_OPT, app, console, err, load_tasks, pick_backend, repo_resolver
 
 export_app = typer.Typer(help="Export tasks to other harnesses' formats.", no_args_is_help=True)
 app.add_typer(export_app, name="export")
@@ -52,3 +52,35 @@ def export_hf(
 
     rows = run_export(state_dir, out, repo)
     console.print(f"wrote {len(rows)} task(s) to {out / DATA_FILE} and the dataset card {out / 'README.md'}")
+
+
+@export_app.command("harbor")
+def export_harbor(
+    state_dir: Path = STATE_DIR_ARG,
+    out: Path = typer.Argument(..., help="Where the task folders go (one per task)."),
+    reward: str = typer.Option("binary", "--reward", help="binary (1 if resolved, else 0) or partial credit."),
+    base_image: str | None = typer.Option(None, "--base-image", help="FROM image (default: the env's or repogym's)."),
+    verify: int = typer.Option(0, "--verify", help="Run the oracle and a no-op on the first N tasks with podman."),
+    repo: str | None = REPO_OPT,
+) -> None:
+    """Write Harbor task folders: instruction.md, task.toml, environment/, tests/test.sh, solution/solve.sh."""
+    from repogym.export.harbor import export_harbor as run_export
+
+    dirs = run_export(state_dir, out, reward, base_image, repo)
+    console.print(f"wrote {len(dirs)} Harbor task folder(s) under {out} (reward: {reward})")
+    if verify:
+        _verify(dirs[:verify])
+
+
+def _verify(dirs: list[Path]) -> None:
+    from repogym.export.harbor_run import run_trial
+
+    bad = 0
+    for d in dirs:
+        gold, noop = run_trial(d, solve=True), run_trial(d, solve=False)
+        ok = gold.reward == 1.0 and noop.reward == 0.0
+        bad += not ok
+        console.print(f"{d.name}: oracle {gold.reward}, no-op {noop.reward}{'' if ok else '  <- wrong'}")
+    if bad:
+        err.print(f"{bad} of {len(dirs)} task(s) do not score oracle = 1 and no-op = 0")
+        raise typer.Exit(1)
