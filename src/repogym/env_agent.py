@@ -9,7 +9,6 @@ suite the same way: the image is kept only if the suite passes there.
 
 from __future__ import annotations
 
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -20,6 +19,7 @@ from repogym.environment import EnvSpec, build, detect, open_env_sandbox, run_te
 from repogym.errors import RepogymError
 from repogym.repo import RepoSource, temp_working_copy
 from repogym.sandbox.images import BASE_IMAGE
+from repogym.sandbox.podman import engine_command
 
 PROMPT = """\
 Write a Dockerfile for the Python repository in {workdir} so that its test suite runs in a container.
@@ -69,7 +69,7 @@ def build_with_agent(
             run = run_tests(spec, sb)
         if not run.all_passed:
             raise RepogymError(f"the agent's image {image} does not pass the suite ({run.summary()}, {run.note})")
-    image_id = subprocess.run(["podman", "image", "inspect", "-f", "{{.Id}}", image], capture_output=True, text=True)
+    image_id = engine_command("podman", "image", "inspect", "-f", "{{.Id}}", image)
     if tips_path:
         tips_path.write_text(tips_file.read_text())
     return EnvAgentResult(

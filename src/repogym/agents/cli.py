@@ -11,10 +11,7 @@ import json
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
-import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -23,7 +20,7 @@ from pydantic import BaseModel, Field
 
 from repogym.agents.loop import Trajectory
 from repogym.errors import RepogymError
-from repogym.sandbox.base import kill_group
+from repogym.sandbox.base import run_bounded
 
 
 class ExternalAgentConfig(BaseModel):
@@ -48,6 +45,8 @@ class AgentRun(BaseModel):
     log_path: str
     messages: list[str]
     usage: dict[str, Any] = Field(default_factory=dict)
+    limit: str = Field("", description="The limit that stopped the agent (its log grew too large), if any.")
+    stderr: str = Field("", description="The end of what the agent wrote to stderr.")
 
 
 INSTALL = {
@@ -206,6 +205,10 @@ def run_external(
         shutil.rmtree(home, ignore_errors=True)
 
 
+MAX_LOG_BYTES = 256_000_000  # an agent's JSON event log; past it the agent is stopped
+STDERR_BYTES = 100_000
+
+
 def _stream(
     argv: list[str],
     env: dict[str, str],
@@ -215,59 +218,69 @@ def _stream(
     message_of: Callable[[dict[str, Any]], str | None],
     on_message: Callable[[str], None],
 ) -> AgentRun:
+    """Run the agent through ``run_bounded`` with its stdout going straight to the log, which is followed while
+    it grows. A timeout, a log past its cap, or any exception here (a callback that raises, an interrupt) kills
+    the agent's whole process group (``run_bounded`` does it in its own ``except``, before re-raising)."""
     log_path.parent.mkdir(parents=True, exist_ok=True)
-    start = time.monotonic()
-    messages: list[str] = []
-    usage: dict[str, Any] = {}
-    with log_path.open("w") as log:
-        proc = subprocess.Popen(
-            argv, cwd=workdir, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.DEVNULL, text=True, start_new_session=True,
-        )  # fmt: skip
-        timer = _Killer(proc, timeout_s)
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            log.write(line)
-            log.flush()
-            try:
-                event = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            if not isinstance(event, dict):
-                continue
-            usage = event.get("usage") or usage
-            text = message_of(event)
-            if text:
-                messages.append(text)
-                on_message(text)
-        proc.wait()
-        timer.cancel()
+    follower = _LogFollower(log_path, message_of, on_message)
+    # The shell sends the agent's output to the log and, once the agent exits, stops whatever it left running in
+    # its process group (the shell itself ignores that TERM and passes the agent's exit status on).
+    script = '"$@" >"$0"; code=$?; trap "" TERM; kill -TERM 0; exit $code'
+    to_log = ["/bin/sh", "-c", script, str(log_path), *argv]
+    res = run_bounded(to_log, cwd=workdir, env=env, timeout_s=timeout_s, max_output_bytes=STDERR_BYTES, watch=follower)
+    follower.read(final=True)
     return AgentRun(
-        exit_code=None if timer.fired else proc.returncode,
-        timed_out=timer.fired,
-        seconds=round(time.monotonic() - start, 3),
+        exit_code=res.exit_code,
+        timed_out=res.timed_out,
+        seconds=round(res.seconds, 3),
         log_path=str(log_path),
-        messages=messages,
-        usage=usage,
+        messages=follower.messages,
+        usage=follower.usage,
+        limit=res.limit,
+        stderr=res.stderr[-2000:],
     )
 
 
-class _Killer:
-    """Kills the agent's process group at its deadline."""
+class _LogFollower:
+    """Reads the agent's JSON event log as it grows (polled by ``run_bounded``): each complete line's assistant
+    message goes to ``on_message`` at once; returns a reason when the log passes MAX_LOG_BYTES."""
 
-    def __init__(self, proc: subprocess.Popen[str], timeout_s: float) -> None:
-        self.fired = False
-        self._proc = proc
-        self._timer = threading.Timer(timeout_s, self._fire)
-        self._timer.daemon = True
-        self._timer.start()
+    def __init__(
+        self, path: Path, message_of: Callable[[dict[str, Any]], str | None], on_message: Callable[[str], None]
+    ) -> None:
+        self.path, self.message_of, self.on_message = path, message_of, on_message
+        self.pos, self.partial = 0, b""
+        self.messages: list[str] = []
+        self.usage: dict[str, Any] = {}
 
-    def _fire(self) -> None:
-        self.fired = True
-        kill_group(self._proc.pid)
+    def __call__(self) -> str:
+        self.read()
+        return f"log limit ({MAX_LOG_BYTES} bytes) passed: {self.path}" if self.pos > MAX_LOG_BYTES else ""
 
-    def cancel(self) -> None:
-        self._timer.cancel()
+    def read(self, final: bool = False) -> None:
+        """Handle the lines written since the last read (and, at the end, a last line without a newline)."""
+        try:
+            with self.path.open("rb") as f:
+                f.seek(self.pos)
+                data = f.read(MAX_LOG_BYTES + 1 - min(self.pos, MAX_LOG_BYTES))
+        except FileNotFoundError:  # the shell has not made it yet
+            return
+        self.pos += len(data)
+        *lines, self.partial = (self.partial + data).split(b"\n")
+        for line in [*lines, self.partial] if final else lines:
+            self._event(line)
+
+    def _event(self, line: bytes) -> None:
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return
+        if isinstance(event, dict):
+            self.usage = event.get("usage") or self.usage
+            text = self.message_of(event)
+            if text:
+                self.messages.append(text)
+                self.on_message(text)
 
 
 def external_trajectory(cfg: ExternalAgentConfig, prompt: str, workdir: Path, log_path: Path) -> Trajectory:
@@ -285,5 +298,12 @@ def external_trajectory(cfg: ExternalAgentConfig, prompt: str, workdir: Path, lo
         turns=len(run.messages),
         usage=run.usage,
         seconds=run.seconds,
-        error=None if run.exit_code == 0 else f"{cfg.agent} exited with {run.exit_code}; log: {run.log_path}",
+        error=None if run.exit_code == 0 else _failure(cfg.agent, run),
     )
+
+
+def _failure(agent: str, run: AgentRun) -> str:
+    """Why the agent's run failed, with the end of its stderr (the agent's own error message)."""
+    why = f"{agent} exited with {run.exit_code}" + (f" ({run.limit})" if run.limit else "")
+    tail = run.stderr.strip()[-500:]
+    return f"{why}; log: {run.log_path}" + (f"; stderr: {tail}" if tail else "")
