@@ -286,7 +286,9 @@ def _build_image(spec: EnvSpec, repo_dir: Path, dockerfile: Path | None, say: Ca
     return spec.model_copy(update={"image": image, "dockerfile": text})
 
 
-def open_env_sandbox(spec: EnvSpec, wc: Path, limits: Limits | None = None) -> Sandbox:
+def open_env_sandbox(
+    spec: EnvSpec, wc: Path, limits: Limits | None = None, session: bool = False
+) -> Sandbox:
     """A sandbox over working copy ``wc`` with the environment's interpreter first on PATH."""
     env = dict(TEST_ENV)
     if spec.venv:
@@ -300,7 +302,9 @@ def open_env_sandbox(spec: EnvSpec, wc: Path, limits: Limits | None = None) -> S
         env["PYTHONPATH"] = f"{root}:{root / 'src'}"
     binds = {spec.venv: spec.venv} if spec.venv and spec.backend == "bwrap" else None
     env_venv.place_overlay(spec, wc)
-    return open_sandbox(spec.backend, wc, image=spec.image, env=env, ro_binds=binds, limits=limits)
+    return open_sandbox(
+        spec.backend, wc, image=spec.image, env=env, ro_binds=binds, limits=limits, session=session
+    )
 
 
 def run_tests(spec: EnvSpec, sandbox: Sandbox, timeout_s: float = 900.0, max_output_bytes: int = 200_000) -> TestRun:
