@@ -140,9 +140,9 @@ def _reverse_section(section: str) -> str:
         m = _HUNK.match(line.rstrip("\n"))
         header = header and not m
         if header and line.startswith("--- "):
-            minus = "+++ " + line[4:]
+            minus = _side(line[4:], "b/")
         elif header and line.startswith("+++ "):
-            out += ["--- " + line[4:], minus]
+            out += ["--- " + _side(line[4:], "a/"), "+++ " + minus]
         elif header and line.startswith("index "):
             a, _, rest = line[6:].partition("..")
             b, sep, mode = rest.partition(" ")
@@ -152,6 +152,11 @@ def _reverse_section(section: str) -> str:
         else:
             out.append(_swap_line(line) if not header or "file mode" in line else line)
     return "".join(out)
+
+
+def _side(name: str, prefix: str) -> str:
+    """A file name of the other side of the diff: ``a/x`` and ``b/x`` trade prefixes, /dev/null stays."""
+    return name if name.startswith("/dev/null") else prefix + name[2:]
 
 
 def _swap_line(line: str) -> str:
