@@ -18,7 +18,33 @@ from repogym.sandbox import Sandbox, open_sandbox
 from repogym.sandbox.bwrap import bwrap_available
 
 # "+session": one long-lived sandbox serves every command (the same contract, at a subprocess's cost).
-BACKENDS = ["bwrap", "process", "podman", "bwrap+session", "podman+session"]
+BACKENDS = ["bwrap", "process", "podman", "docker", "bwrap+session", "podman+session"]
+
+
+def _working_docker() -> tuple[str | None, str]:
+    """(directory of the first `docker` on PATH whose engine answers, or None; why none does). A `docker` that is
+    only a client (no daemon) is passed over: Docker Engine, or podman's Docker-compatible CLI (podman-docker)."""
+    found = [str(Path(d) / "docker") for d in os.environ.get("PATH", "").split(os.pathsep) if d]
+    found = [f for f in dict.fromkeys(found) if os.access(f, os.X_OK)]
+    for binary in found:
+        if subprocess.run([binary, "info"], capture_output=True, timeout=60).returncode == 0:
+            return str(Path(binary).parent), ""
+    if not found:
+        return None, "docker is not installed (Docker Engine, or apt-get install podman-docker)"
+    return None, f"no docker on PATH has a working engine ({', '.join(found)}): start one or install podman-docker"
+
+
+@pytest.fixture
+def docker_image(monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest) -> str:
+    """The base image for the docker backend, with a working `docker` first on PATH; skips with the reason."""
+    where, why = _working_docker()
+    if where is None:
+        pytest.skip(why)
+    monkeypatch.setenv("PATH", f"{where}{os.pathsep}{os.environ['PATH']}")
+    image = str(request.getfixturevalue("base_image"))
+    if subprocess.run(["docker", "inspect", image], capture_output=True).returncode != 0:
+        pytest.skip(f"docker's engine does not have {image} (it is built with podman: use podman-docker)")
+    return image
 
 
 @pytest.fixture(params=BACKENDS)
@@ -32,6 +58,8 @@ def sandbox(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Sandbox]
         pytest.skip("bubblewrap is not installed (apt-get install bubblewrap)")
     if backend == "podman":
         image = request.getfixturevalue("base_image")
+    if backend == "docker":
+        image = request.getfixturevalue("docker_image")
     with pytest.warns(UserWarning) if backend == "process" else _nothing():
         sb = open_sandbox(backend, repo, image=image, session=bool(session))
     with sb:
