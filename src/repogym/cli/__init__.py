@@ -9,7 +9,7 @@ from repogym.cli.common import app, err
 from repogym.errors import RepogymError
 
 # Importing a module registers its commands; this order is the order `repogym --help` lists them in.
-for _module in ("pipeline", "patch", "env", "models", "agents", "export", "view", "rl"):
+for _module in ("pipeline", "patch", "env", "serving", "evaluate", "export", "view", "rl"):
     importlib.import_module(f"repogym.cli.{_module}")
 
 __all__ = ["app", "main"]

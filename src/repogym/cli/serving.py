@@ -1,17 +1,12 @@
-"""Model commands: doctor and serve."""
+"""Model servers: `repogym doctor` checks an endpoint, `repogym serve` starts and stops local ones."""
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
 
 import typer
 
 from repogym.cli.common import API_BASE_OPT, app, console, say
-
-if TYPE_CHECKING:
-    pass
-
 
 serve_app = typer.Typer(help="Start, list and stop local inference servers (vLLM, SGLang, llama.cpp).")
 app.add_typer(serve_app, name="serve")

@@ -1,4 +1,4 @@
-"""Agent commands: eval."""
+"""`repogym eval`: agents on verified tasks, graded."""
 
 from __future__ import annotations
 
