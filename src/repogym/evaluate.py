@@ -45,6 +45,7 @@ class EvalConfig(BaseModel):
     workers: int = Field(4, description="Concurrent attempts.")
     suite_timeout_s: float = Field(900.0, description="Timeout of the grading suite run.")
     limits: Limits = Field(default_factory=Limits, description="Processes, memory and disk of each sandbox.")
+    session: bool = Field(True, description="One long-lived sandbox per attempt serves every tool command.")
 
 
 class EvalResult(Record):
@@ -98,7 +99,7 @@ async def _attempt_in(
         agent_cfg = cfg.agent.model_copy(update={"tools": list(FILE_TOOLS if cfg.no_exec else ALL_TOOLS)})
         llm = LLM(cfg.model)
         try:
-            with open_env_sandbox(spec, wc, cfg.limits) as sb:
+            with open_env_sandbox(spec, wc, cfg.limits, session=cfg.session) as sb:
                 traj = await run_agent(llm, sb, SYSTEM, prompt(description, spec, cfg.no_exec), agent_cfg)
         finally:
             await llm.close()

@@ -69,7 +69,7 @@ class SweEnv(Environment):
         sealed_copy(self._source(rec), rec.src_diff, repo_dir)
 
     def make_sandbox(self, repo_dir: Path) -> Sandbox:
-        return open_env_sandbox(self.spec, repo_dir)
+        return open_env_sandbox(self.spec, repo_dir, session=True)
 
     def reward(self, item: dict[str, Any], traj: Trajectory, sandbox: Sandbox) -> tuple[float, dict[str, Any]]:
         rec: ValidatedRecord = item["record"]
