@@ -267,28 +267,33 @@ def build(
 
 
 def _build_image(spec: EnvSpec, repo_dir: Path, dockerfile: Path | None, say: Callable[[str], None]) -> EnvSpec:
+    """The given Dockerfile's image; else an image already built under the name (by a person or the environment
+    agent); else the generated Dockerfile's, tagged with the environment's key so that a change rebuilds it."""
     engine = spec.backend
     image = spec.image or default_image_name(spec.repo_name)
+    if dockerfile is not None and not dockerfile.is_file():
+        raise RepogymError(f"{dockerfile}: no such Dockerfile")
     if dockerfile is None and image_exists(engine, image):
         say(f"image exists: {image}")
         return spec.model_copy(update={"image": image})
-    if dockerfile is not None and not dockerfile.is_file():
-        raise RepogymError(f"{dockerfile}: no such Dockerfile")
     text = dockerfile.read_text() if dockerfile is not None else spec.dockerfile
     if not text:
         raise RepogymError(f"image {image!r} does not exist: give --dockerfile FILE to build it")
-    if dockerfile is None and not image_exists(engine, BASE_IMAGE):
-        raise RepogymError(
-            f"the generated Dockerfile starts FROM {BASE_IMAGE}: build it once with "
-            f"`repogym env base-image --engine {engine}`, or give --dockerfile FILE"
-        )
+    if dockerfile is None:
+        image = f"{image}:{spec.key}"
+        if image_exists(engine, image):
+            say(f"image exists: {image}")
+            return spec.model_copy(update={"image": image})
+        if not image_exists(engine, BASE_IMAGE):
+            raise RepogymError(
+                f"the generated Dockerfile starts FROM {BASE_IMAGE}: build it once with "
+                f"`repogym env base-image --engine {engine}`, or give --dockerfile FILE"
+            )
     dockerfile_mod.build_image(engine, image, text, repo_dir, say)
     return spec.model_copy(update={"image": image, "dockerfile": text})
 
 
-def open_env_sandbox(
-    spec: EnvSpec, wc: Path, limits: Limits | None = None, session: bool = False
-) -> Sandbox:
+def open_env_sandbox(spec: EnvSpec, wc: Path, limits: Limits | None = None, session: bool = False) -> Sandbox:
     """A sandbox over working copy ``wc`` with the environment's interpreter first on PATH."""
     env = dict(TEST_ENV)
     if spec.venv:
@@ -302,9 +307,7 @@ def open_env_sandbox(
         env["PYTHONPATH"] = f"{root}:{root / 'src'}"
     binds = {spec.venv: spec.venv} if spec.venv and spec.backend == "bwrap" else None
     env_venv.place_overlay(spec, wc)
-    return open_sandbox(
-        spec.backend, wc, image=spec.image, env=env, ro_binds=binds, limits=limits, session=session
-    )
+    return open_sandbox(spec.backend, wc, image=spec.image, env=env, ro_binds=binds, limits=limits, session=session)
 
 
 def run_tests(spec: EnvSpec, sandbox: Sandbox, timeout_s: float = 900.0, max_output_bytes: int = 200_000) -> TestRun:
