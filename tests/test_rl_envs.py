@@ -313,3 +313,17 @@ def test_unreachable_model_server_fails_the_run(gsm_data: Path, tmp_path: Path) 
     assert r.returncode == 1 and "infrastructure_failures=2" in r.stdout
     assert "cannot connect (is the server running? check --api-base)" in r.stdout
     assert not (tmp_path / "g.jsonl").exists(), "no group is written from failed rollouts"
+
+
+def test_rl_eval_takes_items_from_the_toml_config(gsm_data: Path, tmp_path: Path) -> None:
+    config = tmp_path / "rl.toml"
+    config.write_text("items = 1\nmax-turns = 2\n")
+    with ScriptedServer(lambda _req: "6 * 7 = 42, so \\boxed{42}.") as server:
+        by_toml = run_cli("rl", "eval", "gsm8k", str(gsm_data), "--config", str(config), "--api-base", server.url)
+        every = run_cli("rl", "eval", "gsm8k", str(gsm_data), "--api-base", server.url)
+    assert by_toml.returncode == 0, by_toml.stdout + by_toml.stderr
+    assert "gsm8k held-out: 1 item(s), accuracy 1.0" in by_toml.stdout
+    assert "gsm8k held-out: 2 item(s), accuracy 1.0" in every.stdout, "without it: every held-out item"
+    config.write_text("itemz = 1\n")
+    bad = run_cli("rl", "eval", "gsm8k", str(gsm_data), "--config", str(config), "--api-base", server.url)
+    assert bad.returncode == 2 and f"{config}: bad RL config: itemz: Extra inputs are not permitted" in bad.stderr

@@ -19,11 +19,12 @@ rl_app = typer.Typer(help="RL environments: scored groups for trainers (Atropos)
 app.add_typer(rl_app, name="rl")
 
 
-def _rl_config(config: Path | None, flags: dict[str, object]) -> RlConfig:
-    """The run's config from the TOML file and the command's flags (those that name a config field)."""
-    from repogym.rl.run import RlConfig, load_config
+def _rl_config(config: Path | None, **flags: object) -> RlConfig:
+    """The run's config: the TOML file, then the flags that were given. Each command names its flags; a name that
+    is no config field is an error, never silently dropped."""
+    from repogym.rl.run import load_config
 
-    return load_config(config, {k: v for k, v in flags.items() if k in RlConfig.model_fields})
+    return load_config(config, flags)
 
 
 ENV_ARG = typer.Argument(..., help="gsm8k or swe.")
@@ -71,9 +72,13 @@ def rl_process(
     from repogym.records import append_record
     from repogym.rl.run import groups, make_env, summary
 
-    cfg = _rl_config(config, locals())
+    cfg = _rl_config(
+        config, env=env, data=data, items=items, group_size=group_size, model=model, api_base=api_base,
+        server_format=server_format, tokenizer=tokenizer, chat_template=chat_template, parser=parser,
+        max_turns=max_turns, max_tokens=max_tokens, seed=seed,
+    )  # fmt: skip
     environment = make_env(cfg)
-    chosen = [environment.next_item() for _ in range(cfg.items)]
+    chosen = [environment.next_item() for _ in range(cfg.item_count(4))]
     results: list[GroupResult] = []
 
     def on_group(r: GroupResult) -> None:
@@ -108,7 +113,11 @@ def rl_serve(
     from repogym.rl.atropos import AtroposClient
     from repogym.rl.run import groups, make_env, summary
 
-    cfg = _rl_config(config, locals())
+    cfg = _rl_config(
+        config, env=env, data=data, items=items, group_size=group_size, model=model, api_base=api_base,
+        server_format=server_format, tokenizer=tokenizer, chat_template=chat_template, parser=parser,
+        max_turns=max_turns, max_tokens=max_tokens,
+    )  # fmt: skip
     if cfg.server_format == "openai":
         raise RepogymError(
             "a trainer needs token ids: serve in managed mode (--server-format vllm|vllm-completions|sglang)"
@@ -125,7 +134,7 @@ def rl_serve(
             await asyncio.to_thread(client.wait_for_room, cfg.group_size, cfg.max_batches_offpolicy)
             await asyncio.to_thread(client.send, r.group)
 
-    chosen = [environment.next_item() for _ in range(cfg.items)]
+    chosen = [environment.next_item() for _ in range(cfg.item_count(4))]
     asyncio.run(groups(cfg, environment, chosen, cfg.temperature, cfg.group_size, on_group))
     _print_rl(summary(results) | {"api": api}, [f for r in results for f in r.failures])
 
@@ -150,9 +159,12 @@ def rl_eval(
 
     from repogym.rl.run import groups, make_env, summary
 
-    cfg = _rl_config(config, locals())
+    cfg = _rl_config(
+        config, env=env, data=data, items=items, model=model, api_base=api_base, server_format=server_format,
+        tokenizer=tokenizer, chat_template=chat_template, parser=parser, max_turns=max_turns, max_tokens=max_tokens,
+    )  # fmt: skip
     environment = make_env(cfg)
-    held_out = environment.items("eval")[: items or None]
+    held_out = environment.items("eval")[: cfg.items]
     results: list[GroupResult] = []
     asyncio.run(groups(cfg, environment, held_out, 0.0, 1, results.append))
     stats = summary(results)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from repogym.agents.loop import AgentConfig
 from repogym.errors import RepogymError
@@ -19,7 +19,9 @@ from repogym.sandbox.pool import SandboxPool
 
 
 class RlConfig(BaseModel):
-    """One run; every field can come from a TOML file (same names) or a flag."""
+    """One run; every field can come from a TOML file (same names) or a flag. An unknown name is an error."""
+
+    model_config = ConfigDict(extra="forbid")
 
     env: str = Field(description="gsm8k or swe.")
     data: Path | None = Field(None, description="gsm8k: a JSONL file (default: the bundled 100); swe: a state dir.")
@@ -32,7 +34,9 @@ class RlConfig(BaseModel):
     chat_template: Path | None = Field(None, description="managed: the model's chat template (jinja2).")
     eos_token: str = Field("<|im_end|>", description="managed: the end-of-turn token.")
     parser: str = Field("hermes", description="managed: tool-call parser name.")
-    items: int = Field(4, description="Items (groups) to run.")
+    items: int | None = Field(
+        None, description="Items (groups) to run; process and serve: 4 when not given; eval: every held-out item."
+    )
     group_size: int = Field(4, description="Rollouts per item.")
     slots: int = Field(8, description="Sandbox slots (concurrent rollouts).")
     max_turns: int = Field(10, description="Model calls per rollout.")
@@ -42,6 +46,9 @@ class RlConfig(BaseModel):
     normalize_std: bool = Field(False, description="Divide advantages by the group's std.")
     max_batches_offpolicy: int = Field(3, description="serve: batches the env may run ahead of the trainer.")
     max_token_length: int = Field(8192, description="serve: announced to the trainer.")
+
+    def item_count(self, default: int) -> int:
+        return self.items if self.items is not None else default
 
 
 def load_config(path: Path | None, overrides: dict[str, Any]) -> RlConfig:
@@ -53,7 +60,16 @@ def load_config(path: Path | None, overrides: dict[str, Any]) -> RlConfig:
         except (OSError, tomllib.TOMLDecodeError) as e:
             raise RepogymError(f"{path}: cannot read the config ({e})") from e
         base = {k.replace("-", "_"): v for k, v in base.items()}
-    return RlConfig.model_validate({**base, **{k: v for k, v in overrides.items() if v is not None}})
+    try:
+        return RlConfig.model_validate({**base, **{k: v for k, v in overrides.items() if v is not None}})
+    except ValidationError as e:
+        where = f"{path}: " if path is not None else ""
+        raise RepogymError(f"{where}bad RL config: {_problems(e)}") from e
+
+
+def _problems(e: ValidationError) -> str:
+    """Pydantic's errors as one line: field and message."""
+    return "; ".join(f"{'.'.join(map(str, x['loc'])) or 'config'}: {x['msg']}" for x in e.errors())
 
 
 def make_env(cfg: RlConfig) -> Environment:

@@ -14,8 +14,8 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from repogym import patches
-from repogym.errors import PatchError
-from repogym.llm import LLM, LLMError, ModelConfig, Usage
+from repogym.errors import PatchError, RepogymError
+from repogym.llm import LLM, ModelConfig, Usage
 from repogym.records import TaskRecord
 from repogym.repo import RepoSource
 from repogym.synth.procedural import matching_files
@@ -162,7 +162,10 @@ async def synthesize(
     """Up to ``num_candidates`` feature-removal tasks; a candidate whose patch never applies is dropped."""
     files = matching_files(wc, patterns, include_tests=True)
     if not files:
-        raise LLMError(f"no file matches {' '.join(patterns)}")
+        raise RepogymError(
+            f"{src.name}: no file matches {' '.join(patterns)} (globs are relative to the repository root, "
+            "e.g. 'src/**/*.py'; quote them so that the shell does not expand them)"
+        )
     files_text = files_prompt(wc, files, cfg.max_input_tokens, log)
     avoid = list(cfg.avoid)
     out: list[TaskRecord] = []
