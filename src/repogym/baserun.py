@@ -21,6 +21,7 @@ from repogym.repo import RepoSource, cache_dir, temp_working_copy
 from repogym.testresults import TestRun
 
 KEEP_GOING = "--continue-on-collection-errors"
+RECORD_FORMAT = 2  # in the cache file's name: a new way of judging the base run records it anew
 
 
 def _run(src: RepoSource, spec: EnvSpec, timeout_s: float) -> TestRun:
@@ -79,12 +80,14 @@ def _module_path(wc: Path, name: str) -> str | None:
 
 
 def _facts(first: TestRun, second: TestRun, ignored: dict[str, str]) -> BaseRun:
+    """Flaky: outcomes differ between the runs, or the id is in one run only (a parameter that holds the time);
+    known failures: failed, errored or skipped; passed: passed in both."""
     noise = set(first.collection_errors)
-    both = [first.outcomes, second.outcomes]
     ids = (set(first.outcomes) | set(second.outcomes)) - {t for t in first.outcomes if t.split("::")[-1] in noise}
-    flaky = sorted(t for t in ids if all(t in o for o in both) and first.outcomes[t] != second.outcomes[t])
-    known = {t: o for run in both for t, o in run.items() if t in ids and o != "passed" and t not in flaky}
-    passed = sorted(t for t in ids if t not in known and t not in flaky and second.outcomes.get(t) == "passed")
+    flaky = sorted(t for t in ids if first.outcomes.get(t) != second.outcomes.get(t))
+    known = {t: o for run in (first, second) for t, o in run.outcomes.items() if t in ids and o != "passed"}
+    known = {t: o for t, o in known.items() if t not in flaky}
+    passed = sorted(t for t in ids if t not in known and t not in flaky)
     return BaseRun(
         passed=passed,
         known_failures=dict(sorted(known.items())),
@@ -119,7 +122,7 @@ def _refusal(src: RepoSource, spec: EnvSpec, run: TestRun) -> str:
 
 
 def _cache_path(spec: EnvSpec, src: RepoSource) -> Path:
-    name = f"{spec.repo_name.replace('#', '__')}-{spec.backend}-{spec.key}-{src.commit_sha[:12]}.json"
+    name = f"{spec.repo_name.replace('#', '__')}-{spec.backend}-{spec.key}-{src.commit_sha[:12]}-v{RECORD_FORMAT}.json"
     return cache_dir() / "bases" / name
 
 

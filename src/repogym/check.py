@@ -102,7 +102,7 @@ def check_task(
                 out.checks.append(_outcome("tests_fail", None, False, reason or ""))
                 out.reason = reason or "tests.diff could not be applied"
                 return out
-            f2p = sorted(set(run2.failed))
+            f2p = sorted(_stable(set(run2.failed), spec))
             ok2 = bool(f2p) and not run2.timed_out
             out.checks.append(_outcome("tests_fail", run2, ok2))
             if not ok2:
@@ -113,7 +113,7 @@ def check_task(
                 )
                 return out
             out.FAIL_TO_PASS = f2p
-            out.PASS_TO_PASS = sorted(set(run1.passed) | set(run2.passed))
+            out.PASS_TO_PASS = sorted(_stable(set(run1.passed) | set(run2.passed), spec))
         elif run1 is not None and first is not None and run1.outcomes != first.outcomes:
             out.flaky = True
         run3, reason = run_state(src, spec, rec, tests=True, gold=True, timeout_s=timeout_s, excluded=excluded)
@@ -136,6 +136,12 @@ def check_task(
     out.ok = not out.flaky
     out.reason = "flaky: outcomes differ between reruns" if out.flaky else ""
     return out
+
+
+def _stable(tests: set[str], spec: EnvSpec) -> set[str]:
+    """Only tests that passed in every base run can be FAIL_TO_PASS or PASS_TO_PASS (when the base is known):
+    a test whose id changes from run to run (a parameter that holds the time) can be neither."""
+    return tests & set(spec.base.passed) if spec.base else tests
 
 
 def _why_task_state(run: TestRun) -> str:
