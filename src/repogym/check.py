@@ -82,60 +82,66 @@ def check_task(
 ) -> CheckRecord:
     """Run the three checks (plus reruns of 1 and 3) and say why a task fails, in words a person can act on."""
     out = CheckRecord(task_id=rec.task_id, ok=False)
-    first: TestRun | None = None
     excluded = spec.base.excluded() if spec.base else set()
+    first = _checks_1_and_2(rec, src, spec, timeout_s, excluded, out)
+    if first is None:
+        return out
     for attempt in range(reruns + 1):
-        run1, reason = run_state(src, spec, rec, tests=False, gold=False, timeout_s=timeout_s, excluded=excluded)
-        if attempt == 0:
-            first = run1
-            if reason or run1 is None:
-                out.checks.append(_outcome("task_state", None, False, reason or ""))
-                out.reason = reason or "task state could not be built"
-                return out
-            ok1 = run1.all_passed
-            out.checks.append(_outcome("task_state", run1, ok1))
-            if not ok1:
-                out.reason = _why_task_state(run1)
-                return out
-            run2, reason = run_state(src, spec, rec, tests=True, gold=False, timeout_s=timeout_s, excluded=excluded)
-            if reason or run2 is None:
-                out.checks.append(_outcome("tests_fail", None, False, reason or ""))
-                out.reason = reason or "tests.diff could not be applied"
-                return out
-            f2p = sorted(_stable(set(run2.failed), spec))
-            ok2 = bool(f2p) and not run2.timed_out
-            out.checks.append(_outcome("tests_fail", run2, ok2))
-            if not ok2:
-                out.reason = (
-                    "tests.diff makes no test fail: the tests it adds do not exercise what src.diff removed"
-                    if not run2.timed_out
-                    else "the suite timed out with tests.diff"
-                )
-                return out
-            out.FAIL_TO_PASS = f2p
-            out.PASS_TO_PASS = sorted(_stable(set(run1.passed) | set(run2.passed), spec))
-        elif run1 is not None and first is not None and run1.outcomes != first.outcomes:
-            out.flaky = True
+        if attempt > 0:
+            run1, _ = run_state(src, spec, rec, tests=False, gold=False, timeout_s=timeout_s, excluded=excluded)
+            out.flaky |= run1 is not None and run1.outcomes != first.outcomes
         run3, reason = run_state(src, spec, rec, tests=True, gold=True, timeout_s=timeout_s, excluded=excluded)
         if reason or run3 is None:
             out.checks.append(_outcome("gold_passes", None, False, reason or ""))
             out.reason = reason or "the gold patch could not be applied"
             return out
         problem = _why_gold(run3, out.FAIL_TO_PASS, out.PASS_TO_PASS)
-        name = "gold_passes" if attempt == 0 else f"gold_passes_rerun{attempt}"
         if attempt > 0:
             prev = next(c for c in out.checks if c.name == "gold_passes")
             if sorted(run3.failed) != prev.failed_tests or sorted(run3.passed) != prev.passed_tests:
                 out.flaky = True
-            out.checks.append(_outcome(name, run3, problem is None))
+            out.checks.append(_outcome(f"gold_passes_rerun{attempt}", run3, problem is None))
             continue
-        out.checks.append(_outcome(name, run3, problem is None))
+        out.checks.append(_outcome("gold_passes", run3, problem is None))
         if problem:
             out.reason = problem
             return out
     out.ok = not out.flaky
     out.reason = "flaky: outcomes differ between reruns" if out.flaky else ""
     return out
+
+
+def _checks_1_and_2(
+    rec: ValidatedRecord, src: RepoSource, spec: EnvSpec, timeout_s: float, excluded: set[str], out: CheckRecord
+) -> TestRun | None:
+    """Checks 1 and 2 into ``out`` (FAIL_TO_PASS, PASS_TO_PASS); returns check 1's run, None when one failed."""
+    run1, reason = run_state(src, spec, rec, tests=False, gold=False, timeout_s=timeout_s, excluded=excluded)
+    if reason or run1 is None:
+        out.checks.append(_outcome("task_state", None, False, reason or ""))
+        out.reason = reason or "task state could not be built"
+        return None
+    out.checks.append(_outcome("task_state", run1, run1.all_passed))
+    if not run1.all_passed:
+        out.reason = _why_task_state(run1)
+        return None
+    run2, reason = run_state(src, spec, rec, tests=True, gold=False, timeout_s=timeout_s, excluded=excluded)
+    if reason or run2 is None:
+        out.checks.append(_outcome("tests_fail", None, False, reason or ""))
+        out.reason = reason or "tests.diff could not be applied"
+        return None
+    f2p = sorted(_stable(set(run2.failed), spec))
+    ok2 = bool(f2p) and not run2.timed_out
+    out.checks.append(_outcome("tests_fail", run2, ok2))
+    if not ok2:
+        out.reason = (
+            "the suite timed out with tests.diff"
+            if run2.timed_out
+            else "tests.diff makes no test fail: the tests it adds do not exercise what src.diff removed"
+        )
+        return None
+    out.FAIL_TO_PASS = f2p
+    out.PASS_TO_PASS = sorted(_stable(set(run1.passed) | set(run2.passed), spec))
+    return run1
 
 
 def _stable(tests: set[str], spec: EnvSpec) -> set[str]:
