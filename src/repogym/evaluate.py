@@ -12,8 +12,9 @@ import asyncio
 import math
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
@@ -23,9 +24,10 @@ from repogym.agents.tools import ALL_TOOLS, FILE_TOOLS
 from repogym.check import check_task
 from repogym.environment import EnvSpec, open_env_sandbox
 from repogym.errors import RepogymError
+from repogym.executor import Executor, InfrastructureFailure
 from repogym.grading import grade_solution
 from repogym.llm import LLM, ModelConfig
-from repogym.records import Record, ValidatedRecord
+from repogym.records import Record, ValidatedRecord, append_record, load_records
 from repogym.repo import GitError, RepoSource, sealed_copy
 from repogym.sandbox.limits import Limits
 
@@ -117,25 +119,85 @@ async def _attempt_in(
     return result
 
 
-async def evaluate(
+class Unit(NamedTuple):
+    """One attempt to run: a task, its description and the attempt number."""
+
+    rec: ValidatedRecord
+    description: str
+    n: int
+
+
+class AttemptRunner:
+    """Resolve, complete the test lists, run and grade one attempt; picklable, so a Ray worker can run it.
+
+    A task whose repository or environment cannot be resolved is a failed result, never a crashed batch.
+    """
+
+    def __init__(self, resolve: Callable[[ValidatedRecord], tuple[RepoSource, EnvSpec]], cfg: EvalConfig,
+                 out_dir: Path) -> None:  # fmt: skip
+        self.resolve, self.cfg, self.out_dir = resolve, cfg, out_dir
+
+    def __call__(self, unit: Unit) -> EvalResult:
+        return asyncio.run(self.attempt(unit))
+
+    async def attempt(self, unit: Unit) -> EvalResult:
+        try:
+            src, spec = await asyncio.to_thread(self.resolve, unit.rec)
+            rec = await asyncio.to_thread(with_test_lists, unit.rec, src, spec, self.cfg.suite_timeout_s)
+        except RepogymError as e:
+            return EvalResult(task_id=unit.rec.task_id, attempt=unit.n, resolved=False, stop_reason="bad_task",
+                              error=str(e))  # fmt: skip
+        return await attempt_task(rec, unit.description, src, spec, self.cfg, unit.n, self.out_dir)
+
+
+async def evaluate(runner: AttemptRunner, units: list[Unit], on_result: Callable[[EvalResult], None]) -> None:
+    """Every unit on this machine's one event loop, at most ``cfg.workers`` at once; ``on_result`` gets each."""
+    gate = asyncio.Semaphore(runner.cfg.workers)
+
+    async def one(unit: Unit) -> None:
+        async with gate:
+            on_result(await runner.attempt(unit))
+
+    await asyncio.gather(*(one(u) for u in units))
+
+
+def run_eval(
     tasks: list[tuple[ValidatedRecord, str]],
-    resolve: Any,
+    resolve: Callable[[ValidatedRecord], tuple[RepoSource, EnvSpec]],
     cfg: EvalConfig,
     out_dir: Path,
-    done: set[tuple[str, int]],
-    on_result: Any,
-) -> None:
-    """Run every (task, attempt) not in ``done``, at most ``cfg.workers`` at once; ``on_result`` gets each."""
-    gate = asyncio.Semaphore(cfg.workers)
+    on_result: Callable[[EvalResult], None],
+    executor: Executor[Unit, EvalResult] | None = None,
+) -> list[EvalResult]:
+    """Resume from ``out_dir/results.jsonl``: run the attempts it lacks (here, or as the executor's units),
+    append each result as it comes, and return every result of the chosen tasks. Bad lines are reported."""
+    path = out_dir / "results.jsonl"
+    old, bad = load_records(path, EvalResult) if path.exists() else ([], [])
+    if bad:
+        raise RepogymError(f"{bad[0]}; fix or remove that line of the results, then run again")
+    ids = {r.task_id for r, _ in tasks}
+    results = [r for r in old if r.task_id in ids]
+    done = {(r.task_id, r.attempt) for r in results}
+    units = [Unit(r, d, n) for r, d in tasks for n in range(cfg.attempts) if (r.task_id, n) not in done]
 
-    async def one(rec: ValidatedRecord, description: str, n: int) -> None:
-        async with gate:
-            src, spec = await asyncio.to_thread(resolve, rec)
-            rec = await asyncio.to_thread(with_test_lists, rec, src, spec, cfg.suite_timeout_s)
-            on_result(await attempt_task(rec, description, src, spec, cfg, n, out_dir))
+    def record(res: EvalResult) -> None:
+        append_record(path, res)
+        results.append(res)
+        on_result(res)
 
-    jobs = [one(r, d, n) for r, d in tasks for n in range(cfg.attempts) if (r.task_id, n) not in done]
-    await asyncio.gather(*jobs)
+    runner = AttemptRunner(resolve, cfg, out_dir)
+    if executor is None:
+        asyncio.run(evaluate(runner, units, record))
+    else:
+        executor.run(runner, units, lambda u, res: record(_as_result(u, res)))
+    return results
+
+
+def _as_result(unit: Unit, res: EvalResult | InfrastructureFailure) -> EvalResult:
+    if isinstance(res, EvalResult):
+        return res
+    return EvalResult(task_id=unit.rec.task_id, attempt=unit.n, resolved=False, stop_reason="infrastructure_error",
+                      error=str(res))  # fmt: skip
 
 
 def with_test_lists(rec: ValidatedRecord, src: RepoSource, spec: EnvSpec, timeout_s: float) -> ValidatedRecord:

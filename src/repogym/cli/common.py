@@ -6,13 +6,14 @@ import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 from rich.console import Console
 
 from repogym import __version__
 from repogym.errors import RepogymError
+from repogym.executor import Executor
 from repogym.sandbox.limits import Limits
 
 if TYPE_CHECKING:
@@ -122,27 +123,10 @@ def pick_strategy(strategy: str | None, model: str | None) -> str:
 
 
 def repo_resolver(backend: str, repo: str | None) -> Callable[[ValidatedRecord], tuple[RepoSource, EnvSpec]]:
-    """Open each record's repository and environment once, shared by the worker threads."""
-    import threading
+    """Open each record's repository and environment once (see ``repogym.resolve``)."""
+    from repogym.resolve import Resolver
 
-    from repogym import environment
-    from repogym.repo import open_repo
-
-    lock = threading.Lock()
-    memo: dict[tuple[str, str | None, str], tuple[RepoSource, EnvSpec]] = {}
-
-    def resolve(rec: ValidatedRecord) -> tuple[RepoSource, EnvSpec]:
-        # A record validated on bwrap names its virtualenv (a path) as its container: not an image.
-        is_image = bool(rec.container) and not rec.container.startswith("/")
-        image = rec.container if backend in ("podman", "docker") and is_image else None
-        key = (repo or rec.repo, rec.commit_sha, image or "")
-        with lock:
-            if key not in memo:
-                src = open_repo(key[0], rec.commit_sha, say=say)
-                memo[key] = (src, environment.prepare(src, backend, image=image, say=say))
-            return memo[key]
-
-    return resolve
+    return Resolver(backend, repo, say=say)
 
 
 def load_tasks(validated: Path, tasks: Path | None, ids: list[str] | None) -> list[tuple[ValidatedRecord, str]]:
@@ -186,3 +170,20 @@ def build_limits(max_processes: int, max_memory: str, max_disk: str) -> Limits:
         memory_bytes=parse_size(max_memory, "--max-memory"),
         disk_bytes=parse_size(max_disk, "--max-disk"),
     )
+
+
+EXECUTOR_OPT = typer.Option("local", "--executor", help="Where units run: local (threads) or ray (a Ray cluster).")
+RAY_ADDRESS_OPT = typer.Option(
+    None, "--ray-address", help="Ray cluster address (default: the running cluster, else a local one)."
+)
+
+
+def pick_executor(name: str, workers: int, address: str | None) -> Executor[Any, Any] | None:
+    """None for local (each stage's own local path); a Ray executor for ray; an error listing valid names."""
+    from repogym.executor import EXECUTORS, make_executor
+
+    if name == "local":
+        return None
+    if name not in EXECUTORS:
+        raise RepogymError(f"unknown executor {name!r}; choose one of: {', '.join(EXECUTORS)}")
+    return make_executor(name, workers, address)

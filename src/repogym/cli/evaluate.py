@@ -3,23 +3,26 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
 from repogym.cli.common import (
     API_BASE_OPT,
     BACKEND_OPT,
+    EXECUTOR_OPT,
     MAX_DISK_OPT,
     MAX_MEMORY_OPT,
     MAX_PROCESSES_OPT,
     MAX_RETRIES_OPT,
+    RAY_ADDRESS_OPT,
     app,
     build_limits,
     build_model_config,
     console,
     load_tasks,
     pick_backend,
+    pick_executor,
     repo_resolver,
 )
 from repogym.errors import RepogymError
@@ -52,26 +55,15 @@ def eval_cmd(
     max_processes: int = MAX_PROCESSES_OPT,
     max_memory: str = MAX_MEMORY_OPT,
     max_disk: str = MAX_DISK_OPT,
+    executor: str = EXECUTOR_OPT,
+    ray_address: str | None = RAY_ADDRESS_OPT,
 ) -> None:
     """Run an agent on validated tasks and grade it by FAIL_TO_PASS / PASS_TO_PASS; resumable."""
-    import asyncio
-
-    from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
     from repogym.agents.loop import AgentConfig
-    from repogym.evaluate import EvalConfig, EvalResult, evaluate
+    from repogym.evaluate import EvalConfig, run_eval
     from repogym.progress import stage
-    from repogym.records import append_record, read_jsonl
 
-    if agent != "builtin" and agent not in AGENTS:
-        raise RepogymError(f"unknown agent {agent!r}; choose one of: builtin, {', '.join(AGENTS)}")
     chosen = load_tasks(validated, tasks, task_id)
-    external = None
-    if agent != "builtin":
-        name = model.split("/", 1)[-1]
-        external = ExternalAgentConfig(
-            agent=agent, model=name, api_base=api_base, binary=agent_binary, timeout_s=max_seconds
-        )
-        check_installed(external)
     cfg = EvalConfig(
         model=build_model_config(model, api_base, max_tokens, False, max_retries=max_retries),
         agent=AgentConfig(
@@ -80,28 +72,34 @@ def eval_cmd(
         attempts=attempts,
         no_exec=no_exec,
         workers=workers,
-        external=external,
+        external=_external(agent, agent_binary, model, api_base, max_seconds),
         limits=build_limits(max_processes, max_memory, max_disk),
     )
-    results_path = output_dir / "results.jsonl"
-    old = (
-        [EvalResult.model_validate(o) for _, o in read_jsonl(results_path) if isinstance(o, dict)]
-        if (results_path.exists())
-        else []
-    )
-    ids = {r.task_id for r, _ in chosen}
-    results = [r for r in old if r.task_id in ids]
-    done = {(r.task_id, r.attempt) for r in results}
-    todo = len(chosen) * attempts - len(done)
-    with stage("evaluating", todo) as advance:
-
-        def on_result(res: EvalResult) -> None:
-            append_record(results_path, res)
-            results.append(res)
-            advance(f"{res.task_id}#{res.attempt}: {'resolved' if res.resolved else res.stop_reason}")
-
-        asyncio.run(evaluate(chosen, repo_resolver(pick_backend(backend), repo), cfg, output_dir, done, on_result))
+    resolve = repo_resolver(pick_backend(backend), repo)
+    with stage("evaluating", len(chosen) * attempts) as advance:
+        results = run_eval(
+            chosen, resolve, cfg, output_dir, lambda r: advance(f"{r.task_id}#{r.attempt}: {_outcome(r)}"),
+            executor=pick_executor(executor, workers, ray_address),
+        )  # fmt: skip
     _print_eval(results, attempts)
+
+
+def _external(agent: str, binary: str | None, model: str, api_base: str | None, max_seconds: float) -> Any:
+    """The external agent's config (None for the built-in agent); a missing agent is reported before any task."""
+    from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
+
+    if agent == "builtin":
+        return None
+    if agent not in AGENTS:
+        raise RepogymError(f"unknown agent {agent!r}; choose one of: builtin, {', '.join(AGENTS)}")
+    name = model.split("/", 1)[-1]
+    external = ExternalAgentConfig(agent=agent, model=name, api_base=api_base, binary=binary, timeout_s=max_seconds)
+    check_installed(external)
+    return external
+
+
+def _outcome(r: EvalResult) -> str:
+    return "resolved" if r.resolved else r.stop_reason
 
 
 def _print_eval(results: list[EvalResult], k: int) -> None:
