@@ -8,11 +8,9 @@ from typing import TYPE_CHECKING
 import typer
 
 from repogym.cli.common import API_BASE_OPT, MODEL_OPT, app, console, say
-from repogym.errors import RepogymError
 
 if TYPE_CHECKING:
-    from repogym.rl.envs.base import GroupResult
-    from repogym.rl.run import RlConfig
+    from repogym.rl.run import RlConfig, RunReport
 
 
 rl_app = typer.Typer(help="RL environments: scored groups for trainers (Atropos) or JSONL.", no_args_is_help=True)
@@ -39,12 +37,12 @@ MAX_TURNS_OPT = typer.Option(None, "--max-turns", help="Model calls per rollout 
 MAX_TOKENS_OPT = typer.Option(None, "--max-tokens", help="Tokens per model call (default 512).")
 
 
-def _print_rl(stats: dict[str, object], failures: list[dict[str, object]]) -> None:
+def _print_rl(report: RunReport) -> None:
     """The run's numbers; a run where every rollout failed for infrastructure reasons exits 1."""
-    console.print(" ".join(f"{k}={v}" for k, v in stats.items()))
-    for f in failures:
+    console.print(" ".join(f"{k}={v}" for k, v in report.stats.items()))
+    for f in report.failures:
         console.print(f"infrastructure failure (excluded from its group): {f}")
-    if failures and not stats.get("rollouts"):
+    if report.failures and not report.stats.get("rollouts"):
         raise typer.Exit(1)
 
 
@@ -67,27 +65,14 @@ def rl_process(
     seed: int | None = typer.Option(None, "--seed", help="Item order."),
 ) -> None:
     """Run groups of rollouts and write the scored groups to JSONL; no trainer needed."""
-    import asyncio
-
-    from repogym.records import append_record
-    from repogym.rl.run import groups, make_env, summary
+    from repogym.rl.run import process
 
     cfg = _rl_config(
         config, env=env, data=data, items=items, group_size=group_size, model=model, api_base=api_base,
         server_format=server_format, tokenizer=tokenizer, chat_template=chat_template, parser=parser,
         max_turns=max_turns, max_tokens=max_tokens, seed=seed,
     )  # fmt: skip
-    environment = make_env(cfg)
-    chosen = [environment.next_item() for _ in range(cfg.item_count(4))]
-    results: list[GroupResult] = []
-
-    def on_group(r: GroupResult) -> None:
-        results.append(r)
-        if r.group is not None:
-            append_record(out, r.group.model_dump(exclude_none=True))
-
-    asyncio.run(groups(cfg, environment, chosen, cfg.temperature, cfg.group_size, on_group))
-    _print_rl(summary(results) | {"out": str(out)}, [f for r in results for f in r.failures])
+    _print_rl(process(cfg, out))
 
 
 @rl_app.command("serve")
@@ -108,35 +93,14 @@ def rl_serve(
     max_tokens: int | None = MAX_TOKENS_OPT,
 ) -> None:
     """Register with an Atropos-compatible trajectory API and send scored groups as the trainer takes them."""
-    import asyncio
-
-    from repogym.rl.atropos import AtroposClient
-    from repogym.rl.run import groups, make_env, summary
+    from repogym.rl.run import serve
 
     cfg = _rl_config(
         config, env=env, data=data, items=items, group_size=group_size, model=model, api_base=api_base,
         server_format=server_format, tokenizer=tokenizer, chat_template=chat_template, parser=parser,
         max_turns=max_turns, max_tokens=max_tokens,
     )  # fmt: skip
-    if cfg.server_format == "openai":
-        raise RepogymError(
-            "a trainer needs token ids: serve in managed mode (--server-format vllm|vllm-completions|sglang)"
-        )
-    environment = make_env(cfg)
-    client = AtroposClient(api)
-    info = client.register_env(f"repogym-{cfg.env}", cfg.max_token_length, cfg.group_size)
-    say(f"registered as env {info['env_id']} ({info.get('wandb_name')})")
-    results: list[GroupResult] = []
-
-    async def on_group(r: GroupResult) -> None:
-        results.append(r)
-        if r.group is not None:
-            await asyncio.to_thread(client.wait_for_room, cfg.group_size, cfg.max_batches_offpolicy)
-            await asyncio.to_thread(client.send, r.group)
-
-    chosen = [environment.next_item() for _ in range(cfg.item_count(4))]
-    asyncio.run(groups(cfg, environment, chosen, cfg.temperature, cfg.group_size, on_group))
-    _print_rl(summary(results) | {"api": api}, [f for r in results for f in r.failures])
+    _print_rl(serve(cfg, api, lambda info: say(f"registered as env {info['env_id']} ({info.get('wandb_name')})")))
 
 
 @rl_app.command("eval")
@@ -155,18 +119,13 @@ def rl_eval(
     max_tokens: int | None = MAX_TOKENS_OPT,
 ) -> None:
     """Greedy evaluation (temperature 0, one rollout per item) on the held-out split."""
-    import asyncio
-
-    from repogym.rl.run import groups, make_env, summary
+    from repogym.rl.run import evaluate
 
     cfg = _rl_config(
         config, env=env, data=data, items=items, model=model, api_base=api_base, server_format=server_format,
         tokenizer=tokenizer, chat_template=chat_template, parser=parser, max_turns=max_turns, max_tokens=max_tokens,
     )  # fmt: skip
-    environment = make_env(cfg)
-    held_out = environment.items("eval")[: cfg.items]
-    results: list[GroupResult] = []
-    asyncio.run(groups(cfg, environment, held_out, 0.0, 1, results.append))
-    stats = summary(results)
-    console.print(f"{environment.name} held-out: {stats['rollouts']} item(s), accuracy {stats['reward_mean']}")
-    _print_rl(stats, [f for r in results for f in r.failures])
+    report = evaluate(cfg)
+    stats = report.stats
+    console.print(f"{report.env} held-out: {stats['rollouts']} item(s), accuracy {stats['reward_mean']}")
+    _print_rl(report)

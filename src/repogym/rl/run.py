@@ -14,7 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from repogym.agents.loop import AgentConfig
 from repogym.errors import RepogymError
 from repogym.llm import LLM, Model, ModelConfig
+from repogym.rl.atropos import AtroposClient, JsonlSink
 from repogym.rl.envs.base import Environment, GroupResult, run_group
+from repogym.rl.scored import ScoredGroup
 from repogym.sandbox.pool import SandboxPool
 
 
@@ -136,3 +138,65 @@ def summary(results: list[GroupResult]) -> dict[str, Any]:
         "tokens_mean": round(statistics.fmean(lengths), 1) if lengths else None,
         "mode": next((r.group.mode for r in results if r.group), None),
     }
+
+
+class RunReport(BaseModel):
+    """What a run did: the summary numbers, and each rollout left out for an infrastructure reason."""
+
+    env: str
+    stats: dict[str, Any]
+    failures: list[dict[str, Any]] = Field(default_factory=list)
+
+
+async def _collect(
+    cfg: RlConfig, env: Environment, items: list[dict[str, Any]], temperature: float, group_size: int,
+    send: Callable[[ScoredGroup], Any] | None,
+) -> list[GroupResult]:  # fmt: skip
+    """Every group's result; each scored group also goes to ``send`` (run in a thread: it may block)."""
+    results: list[GroupResult] = []
+
+    async def on_group(r: GroupResult) -> None:
+        results.append(r)
+        if send is not None and r.group is not None:
+            await asyncio.to_thread(send, r.group)
+
+    await groups(cfg, env, items, temperature, group_size, on_group)
+    return results
+
+
+def _report(env: Environment, results: list[GroupResult], **extra: Any) -> RunReport:
+    failures = [f for r in results for f in r.failures]
+    return RunReport(env=env.name, stats=summary(results) | extra, failures=failures)
+
+
+def process(cfg: RlConfig, out: Path) -> RunReport:
+    """`rl process`: groups of rollouts, each scored group appended to ``out`` (JSONL); no trainer needed."""
+    env = make_env(cfg)
+    items = [env.next_item() for _ in range(cfg.item_count(4))]
+    results = asyncio.run(_collect(cfg, env, items, cfg.temperature, cfg.group_size, JsonlSink(out).send))
+    return _report(env, results, out=str(out))
+
+
+def serve(cfg: RlConfig, api: str, on_registered: Callable[[dict[str, Any]], None]) -> RunReport:
+    """`rl serve`: register with the trajectory API at ``api`` and send each group when the trainer has room."""
+    if cfg.server_format == "openai":
+        raise RepogymError(
+            "a trainer needs token ids: serve in managed mode (--server-format vllm|vllm-completions|sglang)"
+        )
+    env = make_env(cfg)
+    client = AtroposClient(api)
+    on_registered(client.register_env(f"repogym-{cfg.env}", cfg.max_token_length, cfg.group_size))
+
+    def send(group: ScoredGroup) -> None:
+        client.wait_for_room(cfg.group_size, cfg.max_batches_offpolicy)
+        client.send(group)
+
+    items = [env.next_item() for _ in range(cfg.item_count(4))]
+    return _report(env, asyncio.run(_collect(cfg, env, items, cfg.temperature, cfg.group_size, send)), api=api)
+
+
+def evaluate(cfg: RlConfig) -> RunReport:
+    """`rl eval`: one greedy rollout (temperature 0) per held-out item, ``cfg.items`` of them (default: all)."""
+    env = make_env(cfg)
+    held_out = env.items("eval")[: cfg.items]
+    return _report(env, asyncio.run(_collect(cfg, env, held_out, 0.0, 1, None)))
