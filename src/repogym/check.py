@@ -145,9 +145,8 @@ def _checks_1_and_2(
 
 
 def _stable(tests: set[str], spec: EnvSpec) -> set[str]:
-    """Only tests that passed in every base run can be FAIL_TO_PASS or PASS_TO_PASS (when the base is known):
-    a test whose id changes from run to run (a parameter that holds the time) can be neither."""
-    return tests & set(spec.base.passed) if spec.base else tests
+    """The tests that may be FAIL_TO_PASS or PASS_TO_PASS, when the base run is known (BaseRun.usable)."""
+    return spec.base.usable(tests) if spec.base else tests
 
 
 def _why_task_state(run: TestRun) -> str:

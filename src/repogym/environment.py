@@ -67,6 +67,14 @@ class BaseRun(BaseModel):
         """Tests that can never be FAIL_TO_PASS or PASS_TO_PASS, nor fail a check."""
         return set(self.known_failures) | set(self.flaky)
 
+    def usable(self, tests: set[str]) -> set[str]:
+        """The tests that may be FAIL_TO_PASS or PASS_TO_PASS: those that passed in every base run, and new ones
+        (added by tests.diff), unless a flaky test of the base has the same function (a parameter that holds the
+        time gives a new id on every run)."""
+        flaky_functions = {t.split("[", 1)[0] for t in self.flaky}
+        seen = set(self.passed) | set(self.known_failures) | set(self.flaky)
+        return {t for t in tests if t in self.passed or (t not in seen and t.split("[", 1)[0] not in flaky_functions)}
+
 
 class EnvSpec(BaseModel):
     """How to build and run one repository's test suite."""
