@@ -323,12 +323,12 @@ def test_test_ids_map_to_their_source(tmp_path: Path) -> None:
 
 
 def test_base_facts_exclude_flaky_and_time_stamped_ids() -> None:
-    from repogym.baserun import _facts
+    from repogym.baserun import facts
     from repogym.testresults import TestRun
 
     first = TestRun(outcomes={"t::a": "passed", "t::b": "failed", "t::c": "passed", "t::d[10:45:02]": "passed"})
     second = TestRun(outcomes={"t::a": "passed", "t::b": "failed", "t::c": "failed", "t::d[10:45:09]": "passed"})
-    base = _facts(first, second, {})
+    base = facts(first, second, {})
     assert base.passed == ["t::a"] and base.known_failures == {"t::b": "failed"}
     assert base.flaky == ["t::c", "t::d[10:45:02]", "t::d[10:45:09]"]
     assert base.usable({"t::a", "t::b", "t::d[11:00:00]", "t::new"}) == {"t::a", "t::new"}

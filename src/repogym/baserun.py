@@ -44,7 +44,7 @@ def record(
         spec, first = _without_unknown_addopts(src, spec, first, timeout_s)
     ignored = _ignore_modules(src, spec, first)
     second = _run(src, spec, timeout_s)
-    base = _facts(first, second, ignored)
+    base = facts(first, second, ignored)
     if not base.passed:
         raise RepogymError(_refusal(src, spec, second if second.output else first))
     spec.base = base
@@ -79,7 +79,7 @@ def _module_path(wc: Path, name: str) -> str | None:
     return None
 
 
-def _facts(first: TestRun, second: TestRun, ignored: dict[str, str]) -> BaseRun:
+def facts(first: TestRun, second: TestRun, ignored: dict[str, str]) -> BaseRun:
     """Flaky: outcomes differ between the runs, or the id is in one run only (a parameter that holds the time);
     known failures: failed, errored or skipped; passed: passed in both."""
     noise = set(first.collection_errors)
