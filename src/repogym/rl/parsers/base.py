@@ -148,7 +148,10 @@ class StreamParser:
         self.parser, self.tools = parser, tools
         self._tail = ""
         self._pending: list[str] = []
+        # (closer, its last character, characters before it): a closer that arrived ends in the newest delta
+        self._closers = [(c, c[-1], len(c) - 1) for c in parser.closers]
         self._longest_marker = max((len(m) for m in parser.markers), default=1)
+        self._marker_starts = {m[0] for m in parser.markers}
         self._held = ""  # content not sent yet: trailing whitespace and a possible marker prefix
         self._sent = 0  # characters of content sent
         self._content_open = True  # until a marker: content may still be sent
@@ -163,9 +166,10 @@ class StreamParser:
     def feed(self, delta: str) -> list[Event]:
         self._pending.append(delta)
         events = self._content(delta) if self._content_open else []
-        for closer in self.parser.closers:  # a closer that arrived ends in this delta: a cheap first test
-            if closer[-1] in delta and closer in self._before(len(closer) - 1) + delta:
-                return events + self._advance()
+        for closer, last, before in self._closers:
+            if last in delta and closer in self._before(before) + delta:
+                events += self._advance()
+                break
         return events
 
     def finish(self) -> list[Event]:
@@ -176,15 +180,12 @@ class StreamParser:
 
     def _before(self, n: int) -> str:
         """The last ``n`` characters before the newest delta, where a closer split across deltas began."""
-        parts: list[str] = []
-        got, k = 0, len(self._pending) - 2
-        while got < n and k >= 0:
-            parts.append(self._pending[k])
-            got, k = got + len(self._pending[k]), k - 1
-        text = "".join(reversed(parts))
-        if got < n:
-            text = self._tail[max(0, len(self._tail) - (n - got)) :] + text
-        return text[max(0, len(text) - n) :]
+        text, k = "", len(self._pending) - 2
+        while len(text) < n and k >= 0:
+            text, k = self._pending[k] + text, k - 1
+        if len(text) < n:
+            text = self._tail[max(0, len(self._tail) - (n - len(text))) :] + text
+        return text[len(text) - n :] if len(text) > n else text
 
     def _joined(self) -> str:
         if self._pending:
@@ -197,11 +198,13 @@ class StreamParser:
         stripped), and so is an end that may begin a marker."""
         held = self._held + delta if self._sent else (self._held + delta).lstrip()
         lo = max(0, len(held) - len(delta) - self._longest_marker)
-        hits = [at for m in self.parser.markers if (at := held.find(m, lo)) >= 0]
-        if hits:
-            end, self._content_open = min(hits), False
-        else:
-            end = len(held) - max((marker_prefix(held, m) for m in self.parser.markers), default=0)
+        end = len(held)
+        if any(c in held[lo:] for c in self._marker_starts):  # else neither a marker nor its start is here
+            hits = [at for m in self.parser.markers if (at := held.find(m, lo)) >= 0]
+            if hits:
+                end, self._content_open = min(hits), False
+            else:
+                end -= max(marker_prefix(held, m) for m in self.parser.markers)
         out = held[:end].rstrip()
         self._held = held[len(out) :]
         self._sent += len(out)
@@ -211,7 +214,9 @@ class StreamParser:
         """A closer arrived: emit the calls up to the last closed span and forget the text before its end."""
         tail = self._joined()
         spans = self.parser.spans(tail)
-        last = max((k for k, s in enumerate(spans) if s.closed), default=-1)
+        last = len(spans) - 1
+        while last >= 0 and not spans[last].closed:
+            last -= 1
         if last < 0:
             return []
         events = [] if self._decided else self._final_content(tail, spans)

@@ -171,7 +171,10 @@ class MistralParser(Parser):
         self.name = name
 
     def spans(self, text: str) -> list[Span]:
-        parts = [m.start() for m in re.finditer(re.escape("[TOOL_CALLS]"), text)]
+        parts, at = [], text.find("[TOOL_CALLS]")
+        while at >= 0:
+            parts.append(at)
+            at = text.find("[TOOL_CALLS]", at + 1)
         out = []
         for k, at in enumerate(parts):
             start, stop = at + len("[TOOL_CALLS]"), parts[k + 1] if k + 1 < len(parts) else len(text)
