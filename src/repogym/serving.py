@@ -18,8 +18,9 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from repogym.errors import RepogymError
+from repogym.errors import RepogymError, SandboxError
 from repogym.repo import cache_dir
+from repogym.sandbox.base import run_bounded
 
 
 @dataclass(frozen=True)
@@ -82,8 +83,8 @@ def check_installed(cfg: ServeConfig) -> None:
     engine = ENGINES[cfg.engine]
     probe = f"import importlib.util, sys; sys.exit(importlib.util.find_spec({engine.module!r}) is None)"
     try:
-        found = subprocess.run([cfg.python, "-c", probe], capture_output=True, timeout=60).returncode == 0
-    except (OSError, subprocess.TimeoutExpired):
+        found = run_bounded([cfg.python, "-c", probe], cwd=None, env=None, timeout_s=60, max_output_bytes=10_000).ok
+    except SandboxError:  # the interpreter cannot start
         found = False
     if not found:
         raise RepogymError(
