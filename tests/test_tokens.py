@@ -5,13 +5,17 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
+from pathlib import Path
 
 import pytest
 
+from repogym.agents.loop import AgentConfig, Trajectory, run_agent
 from repogym.llm import LLMError
 from repogym.rl.parsers import get_parser
 from repogym.rl.servers import GenerateClient
 from repogym.rl.tokens import MASK, ChatTokenizer, ManagedLLM
+from repogym.sandbox import open_sandbox
+from repogym.sandbox.bwrap import bwrap_available
 from repogym.scripted_server import Error, ScriptedGenerateServer
 
 pytest.importorskip("tokenizers")
@@ -192,3 +196,21 @@ def test_managed_client_gives_each_rollout_its_own_sequence() -> None:
     assert [m["content"] for m in first.sequence.messages[:1]] == ["a"]
     assert [m["content"] for m in second.sequence.messages[:1]] == ["b"]
     assert root.sequence.tokens == [] and first.client is root.client
+
+
+@pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
+def test_a_failing_generate_endpoint_ends_the_rollout_as_a_model_error(tmp_path: Path) -> None:
+    tok = make_tokenizer()
+    with ScriptedGenerateServer([Error(503, "loading")] * 2) as server:
+        client = GenerateClient(server.url, "vllm", max_retries=1, retry_delay_s=0.01)
+        llm = ManagedLLM(client, tok, get_parser("hermes"))
+
+        async def go() -> Trajectory:
+            with open_sandbox("bwrap", tmp_path) as sb:
+                traj = await run_agent(llm, sb, "You are an agent.", "hi", AgentConfig(tools=["bash"]))
+            await llm.close()
+            return traj
+
+        traj = asyncio.run(go())
+    assert traj.stop_reason == "model_error" and traj.turns == 0 and len(server.requests) == 2
+    assert traj.error is not None and "HTTP 503 after 1 retries" in traj.error
