@@ -26,6 +26,7 @@ from repogym.repo import RepoSource, changed_files, commit_all, diff, git, temp_
 from repogym.testresults import TestRun
 
 COLLECTION_ERROR_CODES = (2, 3, 4, 5)  # pytest: interrupted, internal error, usage error, no tests collected
+KILLED_CODES = (-9, 137)  # SIGKILL: the sandbox's memory or process limit
 MAX_REPAIRS = 3
 
 
@@ -119,6 +120,8 @@ def _failing(run: TestRun, base: Baseline, timeout_s: float, max_fail_fraction: 
     """The base-passing tests that the change makes fail; Rejected when there are none or too many."""
     if run.timed_out:
         raise Rejected(f"the suite timed out after {timeout_s:.0f}s with the change")
+    if run.exit_code in KILLED_CODES:
+        raise Rejected(f"the suite was killed with the change (exit code {run.exit_code}: out of memory or a limit)")
     if run.source == "junit" and run.exit_code in COLLECTION_ERROR_CODES or not run.outcomes:
         raise Rejected(f"the suite errors at collection with the change (exit code {run.exit_code})")
     failing = sorted(set(run.failed) & base.passing)
