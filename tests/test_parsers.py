@@ -55,6 +55,8 @@ CASES = [
     ("llama3_json", '<|python_tag|>{"name": "a", "parameters": {"x": 1}}; {"name": "b", "parameters": {"y": '
      '}; {"name": "c", "parameters": {}}', "", [("a", {"x": 1}), ("c", {})], 1),
     ("llama4_json", '{"name": "get_weather", "parameters": {"city": "Oslo"}}', "", [("get_weather", {"city": "Oslo"})], 0),
+    ("llama3_json", 'Code: f(x) { return {a: x}; } {"k": "v"} then {"name": "f", "parameters": {"x": "}"}}',
+     'Code: f(x) { return {a: x}; } {"k": "v"} then', [("f", {"x": "}"})], 0),
     ("mistral", 'Checking.[TOOL_CALLS] [{"name": "a", "arguments": {"x": 1}}, {"name": "b", "arguments": {"y": 2}}]',
      "Checking.", [("a", {"x": 1}), ("b", {"y": 2})], 0),
     ("mistral", '[TOOL_CALLS]get_weather{"city": "Rome"}[TOOL_CALLS]get_time[ARGS]{"tz": "UTC"}', "",

@@ -77,8 +77,14 @@ class Parser:
     closers: tuple[str, ...] = ()
     typed_by_schema = False  # XML-style formats carry untyped values
 
-    def spans(self, text: str) -> list[Span]:
+    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
+        """The spans that start at ``start`` or later (nothing before it may begin a call), and how far the text is
+        decided: no longer text changes or adds a span before that point (the start of the first call still
+        open, or of JSON that may still complete), so a stream can scan on from there."""
         raise NotImplementedError
+
+    def spans(self, text: str) -> list[Span]:
+        return self.scan(text)[0]
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         """(name, arguments) of each call in the span; raises ValueError when the span is malformed."""
@@ -147,6 +153,7 @@ class StreamParser:
     def __init__(self, parser: Parser, tools: list[dict[str, Any]] | None) -> None:
         self.parser, self.tools = parser, tools
         self._tail = ""
+        self._scan = 0  # where in _tail the next scan starts: the text before it holds no call, now or later
         self._pending: list[str] = []
         # (closer, its last character, characters before it): a closer that arrived ends in the newest delta
         self._closers = [(c, c[-1], len(c) - 1) for c in parser.closers]
@@ -174,7 +181,7 @@ class StreamParser:
 
     def finish(self) -> list[Event]:
         tail = self._joined()
-        spans = self.parser.spans(tail)
+        spans = self.parser.scan(tail, self._scan)[0]
         events = [] if self._decided else self._final_content(tail, spans)
         return events + self._emit(spans)
 
@@ -213,15 +220,16 @@ class StreamParser:
     def _advance(self) -> list[Event]:
         """A closer arrived: emit the calls up to the last closed span and forget the text before its end."""
         tail = self._joined()
-        spans = self.parser.spans(tail)
+        spans, decided = self.parser.scan(tail, self._scan)
         last = len(spans) - 1
         while last >= 0 and not spans[last].closed:
             last -= 1
         if last < 0:
+            self._scan = max(self._scan, decided)  # the text before it is never scanned again
             return []
         events = [] if self._decided else self._final_content(tail, spans)
         events += self._emit(spans[: last + 1])
-        self._tail = tail[spans[last].end :]
+        self._tail, self._scan = tail[spans[last].end :], 0
         return events
 
     def _final_content(self, text: str, spans: list[Span]) -> list[Event]:

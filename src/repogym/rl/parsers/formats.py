@@ -10,6 +10,9 @@ from repogym.rl.parsers.base import Parser, Span, schema_types, typed_value
 
 _DECODER = json.JSONDecoder()
 _CALL_START = re.compile(r'\{\s*"name"\s*:')
+# A JSON object opens with '{', spaces, then '"' or '}': any other '{' in prose is skipped without decoding (a
+# failed decode costs a scan of the text up to it, to number the error's line, which made prose quadratic).
+_OBJECT_OPEN = re.compile(r'\{\s*(?:["}]|\Z)')
 _NEXT_CALL = re.compile(r'[;\n]\s*\{\s*"name"\s*:')
 
 
@@ -44,12 +47,13 @@ class _Finder:
         return at
 
 
-def _delimited(text: str, *pairs: tuple[str, str]) -> list[Span]:
+def _delimited(text: str, start_at: int, *pairs: tuple[str, str]) -> tuple[list[Span], int]:
     """Spans from each start marker to its end marker, or to the next start marker of its kind, or to the end of
-    the text (an unclosed call); the earliest start wins when a format has several kinds."""
+    the text (an unclosed call); the earliest start wins when a format has several kinds. Also how far the text
+    is decided (see ``Parser.scan``)."""
     spans = []
     finder = _Finder(text)
-    pos = 0
+    pos = start_at
     while starts := [(at, k) for k, (s, _) in enumerate(pairs) if (at := finder.find(s, pos)) >= 0]:
         at, k = min(starts)
         start, end = pairs[k]
@@ -61,7 +65,19 @@ def _delimited(text: str, *pairs: tuple[str, str]) -> list[Span]:
         else:
             pos = nxt if nxt >= 0 else len(text)
             spans.append(Span(at, pos, text[body_start:pos], False))
-    return spans
+    return spans, _decided(text, spans, pos, max(len(s) for s, _ in pairs))
+
+
+def _decided(text: str, spans: list[Span], pos: int, longest_start: int) -> int:
+    """The start of the first call still open; with none, the end of the text less a marker's possible start."""
+    open_at = [s.start for s in spans if not s.closed]
+    return open_at[0] if open_at else max(pos, len(text) - longest_start + 1)
+
+
+def _incomplete(text: str, e: json.JSONDecodeError) -> bool:
+    """Whether JSON that failed to decode may still decode once more text comes: it ran out (an open string, or
+    a literal, number or escape cut near the end) rather than meeting a character that can never fit."""
+    return e.msg.startswith("Unterminated string") or len(text) - e.pos <= len("-Infinity")
 
 
 def _first(text: str, marker: str, spans: list[Span]) -> int:
@@ -78,8 +94,8 @@ class JsonTagParser(Parser):
         self.name, self.start, self.end = name, start, end
         self.markers, self.closers = (start,), (end,)
 
-    def spans(self, text: str) -> list[Span]:
-        return _delimited(text, (self.start, self.end))
+    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
+        return _delimited(text, start, (self.start, self.end))
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         return [_name_args(_json_object(span.body))]
@@ -96,8 +112,8 @@ class Qwen3XmlParser(Parser):
         self.markers = ("<tool_call>", "<function=")
         self.closers = ("</tool_call>", "</function>")
 
-    def spans(self, text: str) -> list[Span]:
-        return _delimited(text, ("<tool_call>", "</tool_call>"), ("<function=", "</function>"))
+    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
+        return _delimited(text, start, ("<tool_call>", "</tool_call>"), ("<function=", "</function>"))
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         body = span.body if span.body.lstrip().startswith("<function=") else "<function=" + span.body
@@ -125,18 +141,22 @@ class LlamaJsonParser(Parser):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def spans(self, text: str) -> list[Span]:
-        spans = []
-        pos = 0
+    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
+        spans: list[Span] = []
+        pos, pending = start, len(text)  # pending: the first '{' whose JSON may still complete
         while (at := text.find("{", pos)) >= 0:
+            if not _OBJECT_OPEN.match(text, at):
+                pos = at + 1
+                continue
             try:
                 obj, end = _DECODER.raw_decode(text, at)
-            except json.JSONDecodeError:
+            except json.JSONDecodeError as e:
                 if _CALL_START.match(text, at):
                     close = self._recover_end(text, at)
                     spans.append(Span(at, close, text[at:close], close < len(text)))
                     pos = close
                 else:
+                    pending = min(pending, at) if _incomplete(text, e) else pending
                     pos = at + 1
                 continue
             if isinstance(obj, dict) and "name" in obj and ("parameters" in obj or "arguments" in obj):
@@ -144,7 +164,7 @@ class LlamaJsonParser(Parser):
                 pos = end
             else:
                 pos = at + 1
-        return spans
+        return spans, min(pending, _decided(text, spans, pos, 1))
 
     @staticmethod
     def _recover_end(text: str, at: int) -> int:
@@ -170,8 +190,8 @@ class MistralParser(Parser):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def spans(self, text: str) -> list[Span]:
-        parts, at = [], text.find("[TOOL_CALLS]")
+    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
+        parts, at = [], text.find("[TOOL_CALLS]", start)
         while at >= 0:
             parts.append(at)
             at = text.find("[TOOL_CALLS]", at + 1)
@@ -181,7 +201,7 @@ class MistralParser(Parser):
             end = self._json_end(text[start:stop])
             closed = end >= 0
             out.append(Span(at, start + end if closed else stop, text[start : start + end if closed else stop], closed))
-        return out
+        return out, _decided(text, out, out[-1].end if out else start, len("[TOOL_CALLS]"))
 
     @staticmethod
     def _json_end(body: str) -> int:
@@ -239,8 +259,8 @@ class DeepSeekParser(Parser):
         self.name, self.v31 = name, v31
         self.markers, self.closers = (self.SECTION, self.BEGIN), (self.END,)
 
-    def spans(self, text: str) -> list[Span]:
-        return _delimited(text, (self.BEGIN, self.END))
+    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
+        return _delimited(text, start, (self.BEGIN, self.END))
 
     def content_end(self, text: str, spans: list[Span]) -> int:
         return _first(text, self.SECTION, spans)
@@ -265,8 +285,8 @@ class KimiK2Parser(Parser):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def spans(self, text: str) -> list[Span]:
-        return _delimited(text, ("<|tool_call_begin|>", "<|tool_call_end|>"))
+    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
+        return _delimited(text, start, ("<|tool_call_begin|>", "<|tool_call_end|>"))
 
     def content_end(self, text: str, spans: list[Span]) -> int:
         return _first(text, "<|tool_calls_section_begin|>", spans)
@@ -289,8 +309,8 @@ class GlmParser(Parser):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def spans(self, text: str) -> list[Span]:
-        return _delimited(text, ("<tool_call>", "</tool_call>"))
+    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
+        return _delimited(text, start, ("<tool_call>", "</tool_call>"))
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         name = re.split(r"<arg_key>|\n", span.body, maxsplit=1)[0].strip()
