@@ -280,3 +280,25 @@ def test_procedural_on_a_second_project(tmp_path: Path) -> None:
     assert r.returncode == 0, r.stderr[-2000:]
     ok = [json.loads(line) for line in (state / "check_results.jsonl").open() if json.loads(line)["ok"]]
     assert len(ok) >= 2
+
+
+def test_remove_tests_cuts_several_functions_of_one_file_by_position(tmp_path: Path) -> None:
+    from repogym.validate import remove_tests
+
+    text = (
+        "import pytest\n\n\nclass TestK:\n    def test_a(self):\n        pass\n\n"
+        "    def test_keep(self):\n        pass\n\n"
+        "    def test_z(self):\n        pass\n\n\n@pytest.mark.parametrize('x', [1, 2])\ndef test_p(x):\n    pass\n\n\n"
+        "class TestBase:\n    pass\n\n\nclass TestInherits(TestBase):\n    pass\n"
+    )
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_a.py").write_text(text)
+    (tmp_path / "tests" / "test_b.py").write_text(text)
+    ids = ["tests.test_a.TestK::test_z", "tests.test_a.TestK::test_a", "tests.test_a::test_p[1::a b]"]
+    assert remove_tests(tmp_path, ids) == ["tests/test_a.py"]
+    left = (tmp_path / "tests" / "test_a.py").read_text()
+    assert "def test_keep" in left and "test_a(" not in left and "test_z" not in left and "test_p" not in left
+    compile(left, "test_a.py", "exec")
+    # A test that its class inherits cannot be cut out of that class: the whole module goes.
+    assert remove_tests(tmp_path, ["tests.test_b.TestInherits::test_from_base"]) == ["tests/test_b.py"]
+    assert not (tmp_path / "tests" / "test_b.py").exists()

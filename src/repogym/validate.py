@@ -153,7 +153,7 @@ def separate_tests(
         problems = _task_state_problems(_run(spec, wc, timeout_s), base)
         if not problems:
             return files
-        more = {_test_file(wc, t) for t in problems} | set(files)
+        more = {_test_file(wc, t) for t in problems}
         if more <= whole:
             break
         git(["checkout", "-q", "HEAD", "--", *files], cwd=wc)  # the base's test files, then remove anew
@@ -234,7 +234,7 @@ def remove_tests(wc: Path, test_ids: list[str], whole: set[str] | None = None) -
 def _remove_functions(path: Path, wanted: set[tuple[tuple[str, ...], str]]) -> bool:
     """Cut the wanted functions out of ``path``; False (and no change) when one of them is not there."""
     text = path.read_text()
-    spans = sorted(_function_spans(ast.parse(text), wanted), reverse=True)
+    spans = sorted(_function_spans(ast.parse(text), wanted), key=lambda span: span[2], reverse=True)  # last first
     if len({(c, f) for c, f, *_ in spans}) < len(wanted):
         return False
     lines = text.splitlines(keepends=True)
