@@ -39,20 +39,23 @@ def _attempts(data: dict[str, Any]) -> int:
 
 
 def report_data(state: StateDir, eval_dirs: list[Path]) -> dict[str, Any]:
-    """The JSON the page renders: summary, one entry per task, and the eval runs."""
+    """The JSON the page renders: summary, one entry per task (test lists as indices into ``tests``), eval runs."""
+    names: dict[str, int] = {}  # test names are shared by many tasks: the page holds each one once
+    tasks = [_task(r, names) for r in state.rows]
     return {
         "state_dir": str(state.path),
         "environment": {
             k: state.env.get(k) for k in ("repo_name", "backend", "test_command", "image") if k in state.env
         },
         "summary": summarize(state),
-        "tasks": [_task(r) for r in state.rows],
+        "tests": list(names),
+        "tasks": tasks,
         "evals": [_eval_run(d) for d in eval_dirs],
     }
 
 
-def _task(r: TaskRow) -> dict[str, Any]:
-    f2p, p2p = r.test_lists()
+def _task(r: TaskRow, names: dict[str, int]) -> dict[str, Any]:
+    f2p, p2p = ([names.setdefault(t, len(names)) for t in tests] for tests in r.test_lists())
     check = r.check or {}
     return {
         "id": r.task_id,
