@@ -250,3 +250,16 @@ def test_inherited_parametrized_and_imported_tests_become_tasks(tmp_path: Path) 
 def test_corpus_repository_gives_checked_tasks(tmp_path: Path, name: str) -> None:
     env = _workflow(CORPUS / f"{name}.git.tar.gz", tmp_path / "state")
     assert env["base"]["passed"]  # type: ignore[index]
+
+
+@needs_bwrap
+def test_no_passing_test_is_refused_in_the_runners_words(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "tests").mkdir(parents=True)
+    (src / "tests" / "test_only.py").write_text("def test_only():\n    assert 'spam' == 'eggs'\n")
+    repo = make_git_repo(src, tmp_path / "hopeless")
+    r = run_cli("workflow", str(repo), "--state-dir", str(tmp_path / "state"))
+    assert r.returncode == 2
+    assert "no test passes at the base commit" in r.stderr and "AssertionError" in r.stderr, r.stderr
+    assert "--test-deps" in r.stderr and "--test-command" in r.stderr
+    assert not (tmp_path / "state" / "tasks.jsonl").exists()
