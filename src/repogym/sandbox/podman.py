@@ -35,6 +35,16 @@ def engine_command(engine: str, *args: str) -> ExecResult:
     return run_bounded([engine, *args], cwd=None, env=None, timeout_s=ENGINE_TIMEOUT_S, max_output_bytes=100_000)
 
 
+def remove_container(engine: str, name: str) -> None:
+    """Kill and remove a container at once (killing its client does not stop it). `rm -f` waits for the stop
+    timeout unless podman is told -t 0, which docker's rm does not take: there, kill (SIGKILL) first."""
+    if engine == "podman":
+        engine_command(engine, "rm", "-f", "-t", "0", name)
+    else:
+        engine_command(engine, "kill", name)
+        engine_command(engine, "rm", "-f", name)
+
+
 def image_exists(engine: str, image: str) -> bool:
     """Whether the engine has ``image``; False also when the engine is missing or does not answer."""
     try:
@@ -86,7 +96,7 @@ class ContainerSandbox(Sandbox):
     def close(self) -> None:
         if self._session is not None:
             # Killing the client does not stop the container: remove it by name.
-            engine_command(self.name, "rm", "-f", "-t", "0", self._session_name)
+            remove_container(self.name, self._session_name)
         super().close()
 
     def _run(
@@ -101,7 +111,7 @@ class ContainerSandbox(Sandbox):
 
         def kill() -> None:
             # Killing the client does not stop the container: remove it by name.
-            engine_command(self.name, "rm", "-f", "-t", "0", name)
+            remove_container(self.name, name)
 
         return run_bounded(
             [*self.run_argv(extra), self.image, *argv],
