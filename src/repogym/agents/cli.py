@@ -184,6 +184,18 @@ def check_installed(cfg: ExternalAgentConfig) -> None:
         raise RepogymError(f"{cfg.agent} is not installed: {INSTALL[cfg.agent]}")
 
 
+def external_agent(
+    agent: str, model: str | None = None, api_base: str | None = None, binary: str | None = None, **more: Any
+) -> ExternalAgentConfig:
+    """An external agent's config from the flags every command shares (the model's provider prefix stripped),
+    checked to be installed, so that a missing agent fails before any task runs."""
+    cfg = ExternalAgentConfig(
+        agent=agent, model=model.split("/", 1)[-1] if model else None, api_base=api_base, binary=binary, **more
+    )
+    check_installed(cfg)
+    return cfg
+
+
 def run_external(
     cfg: ExternalAgentConfig, prompt: str, workdir: Path, log_path: Path, on_message: Callable[[str], None]
 ) -> AgentRun:

@@ -86,16 +86,13 @@ def eval_cmd(
 
 def _external(agent: str, binary: str | None, model: str, api_base: str | None, max_seconds: float) -> Any:
     """The external agent's config (None for the built-in agent); a missing agent is reported before any task."""
-    from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
+    from repogym.agents.cli import AGENTS, external_agent
 
     if agent == "builtin":
         return None
     if agent not in AGENTS:
         raise RepogymError(f"unknown agent {agent!r}; choose one of: builtin, {', '.join(AGENTS)}")
-    name = model.split("/", 1)[-1]
-    external = ExternalAgentConfig(agent=agent, model=name, api_base=api_base, binary=binary, timeout_s=max_seconds)
-    check_installed(external)
-    return external
+    return external_agent(agent, model, api_base, binary, timeout_s=max_seconds)
 
 
 def _outcome(r: EvalResult) -> str:
