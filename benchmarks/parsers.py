@@ -17,6 +17,8 @@ from collections.abc import Callable
 from typing import Any
 
 from _common import print_ratios
+from rich.console import Console
+from rich.table import Table
 
 from repogym.rl.parsers import NAMES, Parser, get_parser
 
@@ -129,6 +131,32 @@ def measure(fmt: str, args: argparse.Namespace) -> tuple[str, dict[str, float], 
     return f"{fmt} ({len(parser.parse(text)[1])} calls)", {"parse": parse_s, "stream": stream_s}, problems
 
 
+# Outputs with no call to speak of, where one whole parse is a single search and the ratio says nothing: what a
+# stream costs per delta is the number to watch (linear when it stays flat as the text grows).
+PROSE = {
+    "hermes, prose only": ("hermes", "Let me look at why the test fails, and whether x < y holds there. "),
+    "llama3_json, code-like prose": ("llama3_json", "Here is the fix: def f(x) { return {a: x}; } and g() { h(); }. "),
+}
+
+
+def per_delta_us(fmt: str, sentence: str, kb: int, args: argparse.Namespace) -> float:
+    """Microseconds per delta, fastest of ``args.runs`` streams over ``kb`` KB of ``sentence`` repeated."""
+    text = (sentence * (kb * 1024 // len(sentence) + 1))[: kb * 1024]
+    deltas = [text[i : i + args.delta] for i in range(0, len(text), args.delta)]
+    parser = get_parser(fmt)
+    best = min(seconds(lambda: streamed(parser, deltas)) for _ in range(args.runs))
+    return best / len(deltas) * 1e6
+
+
+def prose_rows(args: argparse.Namespace) -> None:
+    """Microseconds per delta of a stream over ``args.kb`` KB of prose, and at a quarter of that size."""
+    table = Table("case", f"{args.kb // 4} KB (us/delta)", f"{args.kb} KB (us/delta)", title="streams of prose")
+    for case, (fmt, sentence) in PROSE.items():
+        cells = [f"{per_delta_us(fmt, sentence, kb, args):.2f}" for kb in (args.kb // 4, args.kb)]
+        table.add_row(case, *cells)
+    Console(width=120).print(table)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--kb", type=int, default=128)
@@ -143,6 +171,7 @@ def main() -> None:
         rows[name] = row
         failed += problems
     print_ratios(f"{args.kb} KB output: whole parse vs streaming in {args.delta}-character deltas", rows, "parse")
+    prose_rows(args)
     for line in failed:
         print(line, file=sys.stderr)
     sys.exit(1 if failed else 0)
