@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -77,10 +77,10 @@ class Parser:
     closers: tuple[str, ...] = ()
     typed_by_schema = False  # XML-style formats carry untyped values
 
-    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
-        """The spans that start at ``start`` or later (nothing before it may begin a call), and how far the text is
-        decided: no longer text changes or adds a span before that point (the start of the first call still
-        open, or of JSON that may still complete), so a stream can scan on from there."""
+    def scan(self, text: str) -> tuple[list[Span], int]:
+        """The spans, and how far the text is decided: no longer text changes or adds a span before that point
+        (the start of the first call still open, or of JSON that may still complete), and scanning the text from
+        there finds what scanning all of it finds after it. A stream never scans the text before it again."""
         raise NotImplementedError
 
     def spans(self, text: str) -> list[Span]:
@@ -152,8 +152,8 @@ class StreamParser:
 
     def __init__(self, parser: Parser, tools: list[dict[str, Any]] | None) -> None:
         self.parser, self.tools = parser, tools
-        self._tail = ""
-        self._scan = 0  # where in _tail the next scan starts: the text before it holds no call, now or later
+        self._tail = ""  # the text not yet decided (see Parser.scan), less the deltas in _pending
+        self._head: list[str] = []  # decided text with no call in it, kept until the content is decided
         self._pending: list[str] = []
         # (closer, its last character, characters before it): a closer that arrived ends in the newest delta
         self._closers = [(c, c[-1], len(c) - 1) for c in parser.closers]
@@ -168,7 +168,7 @@ class StreamParser:
     @property
     def buffered(self) -> int:
         """Characters kept for parsing: the text since the last emitted call (all of it before the first)."""
-        return len(self._tail) + sum(map(len, self._pending))
+        return sum(map(len, self._head)) + len(self._tail) + sum(map(len, self._pending))
 
     def feed(self, delta: str) -> list[Event]:
         self._pending.append(delta)
@@ -181,7 +181,7 @@ class StreamParser:
 
     def finish(self) -> list[Event]:
         tail = self._joined()
-        spans = self.parser.scan(tail, self._scan)[0]
+        spans = self.parser.scan(tail)[0]
         events = [] if self._decided else self._final_content(tail, spans)
         return events + self._emit(spans)
 
@@ -220,21 +220,26 @@ class StreamParser:
     def _advance(self) -> list[Event]:
         """A closer arrived: emit the calls up to the last closed span and forget the text before its end."""
         tail = self._joined()
-        spans, decided = self.parser.scan(tail, self._scan)
+        spans, decided = self.parser.scan(tail)
         last = len(spans) - 1
         while last >= 0 and not spans[last].closed:
             last -= 1
-        if last < 0:
-            self._scan = max(self._scan, decided)  # the text before it is never scanned again
+        if last < 0:  # nothing to send: set the decided text aside, so that no scan or copy sees it again
+            if not self._decided:
+                self._head.append(tail[:decided])
+            self._tail = tail[decided:]
             return []
         events = [] if self._decided else self._final_content(tail, spans)
         events += self._emit(spans[: last + 1])
-        self._tail, self._scan = tail[spans[last].end :], 0
+        self._tail = tail[spans[last].end :]
         return events
 
-    def _final_content(self, text: str, spans: list[Span]) -> list[Event]:
+    def _final_content(self, tail: str, spans: list[Span]) -> list[Event]:
         """The content is decided once a call is: send what the whole parse has beyond what was sent."""
         self._decided, self._content_open = True, False
+        head = "".join(self._head)
+        self._head.clear()
+        text, spans = head + tail, [replace(s, start=s.start + len(head), end=s.end + len(head)) for s in spans]
         rest = text[: self.parser.content_end(text, spans)].strip()[self._sent :]
         return [("content", rest)] if rest else []
 

@@ -47,13 +47,13 @@ class _Finder:
         return at
 
 
-def _delimited(text: str, start_at: int, *pairs: tuple[str, str]) -> tuple[list[Span], int]:
+def _delimited(text: str, *pairs: tuple[str, str]) -> tuple[list[Span], int]:
     """Spans from each start marker to its end marker, or to the next start marker of its kind, or to the end of
     the text (an unclosed call); the earliest start wins when a format has several kinds. Also how far the text
     is decided (see ``Parser.scan``)."""
     spans = []
     finder = _Finder(text)
-    pos = start_at
+    pos = 0
     while starts := [(at, k) for k, (s, _) in enumerate(pairs) if (at := finder.find(s, pos)) >= 0]:
         at, k = min(starts)
         start, end = pairs[k]
@@ -94,8 +94,8 @@ class JsonTagParser(Parser):
         self.name, self.start, self.end = name, start, end
         self.markers, self.closers = (start,), (end,)
 
-    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
-        return _delimited(text, start, (self.start, self.end))
+    def scan(self, text: str) -> tuple[list[Span], int]:
+        return _delimited(text, (self.start, self.end))
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         return [_name_args(_json_object(span.body))]
@@ -112,8 +112,8 @@ class Qwen3XmlParser(Parser):
         self.markers = ("<tool_call>", "<function=")
         self.closers = ("</tool_call>", "</function>")
 
-    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
-        return _delimited(text, start, ("<tool_call>", "</tool_call>"), ("<function=", "</function>"))
+    def scan(self, text: str) -> tuple[list[Span], int]:
+        return _delimited(text, ("<tool_call>", "</tool_call>"), ("<function=", "</function>"))
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         body = span.body if span.body.lstrip().startswith("<function=") else "<function=" + span.body
@@ -141,9 +141,9 @@ class LlamaJsonParser(Parser):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
+    def scan(self, text: str) -> tuple[list[Span], int]:
         spans: list[Span] = []
-        pos, pending = start, len(text)  # pending: the first '{' whose JSON may still complete
+        pos, pending = 0, len(text)  # pending: the first '{' whose JSON may still complete
         while (at := text.find("{", pos)) >= 0:
             if not _OBJECT_OPEN.match(text, at):
                 pos = at + 1
@@ -190,8 +190,8 @@ class MistralParser(Parser):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
-        parts, at = [], text.find("[TOOL_CALLS]", start)
+    def scan(self, text: str) -> tuple[list[Span], int]:
+        parts, at = [], text.find("[TOOL_CALLS]")
         while at >= 0:
             parts.append(at)
             at = text.find("[TOOL_CALLS]", at + 1)
@@ -201,7 +201,7 @@ class MistralParser(Parser):
             end = self._json_end(text[start:stop])
             closed = end >= 0
             out.append(Span(at, start + end if closed else stop, text[start : start + end if closed else stop], closed))
-        return out, _decided(text, out, out[-1].end if out else start, len("[TOOL_CALLS]"))
+        return out, _decided(text, out, out[-1].end if out else 0, len("[TOOL_CALLS]"))
 
     @staticmethod
     def _json_end(body: str) -> int:
@@ -259,8 +259,8 @@ class DeepSeekParser(Parser):
         self.name, self.v31 = name, v31
         self.markers, self.closers = (self.SECTION, self.BEGIN), (self.END,)
 
-    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
-        return _delimited(text, start, (self.BEGIN, self.END))
+    def scan(self, text: str) -> tuple[list[Span], int]:
+        return _delimited(text, (self.BEGIN, self.END))
 
     def content_end(self, text: str, spans: list[Span]) -> int:
         return _first(text, self.SECTION, spans)
@@ -285,8 +285,8 @@ class KimiK2Parser(Parser):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
-        return _delimited(text, start, ("<|tool_call_begin|>", "<|tool_call_end|>"))
+    def scan(self, text: str) -> tuple[list[Span], int]:
+        return _delimited(text, ("<|tool_call_begin|>", "<|tool_call_end|>"))
 
     def content_end(self, text: str, spans: list[Span]) -> int:
         return _first(text, "<|tool_calls_section_begin|>", spans)
@@ -309,8 +309,8 @@ class GlmParser(Parser):
     def __init__(self, name: str) -> None:
         self.name = name
 
-    def scan(self, text: str, start: int = 0) -> tuple[list[Span], int]:
-        return _delimited(text, start, ("<tool_call>", "</tool_call>"))
+    def scan(self, text: str) -> tuple[list[Span], int]:
+        return _delimited(text, ("<tool_call>", "</tool_call>"))
 
     def decode(self, span: Span, tools: list[dict[str, Any]] | None) -> list[tuple[str, Any]]:
         name = re.split(r"<arg_key>|\n", span.body, maxsplit=1)[0].strip()
