@@ -208,8 +208,9 @@ class MistralParser(Parser):
         """Where the call list (or v11's arguments object) ends in ``body``; -1 while it is incomplete. A closed
         call ends there, not at the end of the text, so that what follows it is parsed on its own."""
         lead = len(body) - len(body.lstrip())
-        at = lead if body.startswith("[", lead) else body.find("{", lead)
-        if at < 0:
+        listed = body.startswith("[", lead)
+        at = lead if listed else body.find("{", lead)
+        if at < 0 or (listed and "]" not in body):  # a list is not complete before its ']' (a stream's usual case)
             return -1
         try:
             return int(_DECODER.raw_decode(body, at)[1])
