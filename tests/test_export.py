@@ -188,3 +188,44 @@ def test_harbor_oracle_scores_one_and_no_op_zero_on_podman(state: Path, base_ima
     assert r.returncode == 0, r.stdout + r.stderr
     lines = [line for line in r.stdout.splitlines() if ": oracle " in line]
     assert len(lines) == 3 and all(line.endswith("oracle 1.0, no-op 0.0") for line in lines), r.stdout
+
+
+CONFTEST_CHEAT = """cat > conftest.py <<'EOF'
+import pytest
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    outcome.get_result().outcome = "passed"
+EOF
+echo conftest.py >> .git/info/exclude
+"""
+SHADOW_CHEAT = """cat > pytest.py <<'EOF'
+import json, os
+tests = json.load(open("/tests/tests.json"))
+cases = "".join(f"<testcase classname='{t.split('::')[0]}' name='{t.split('::')[1]}'/>"
+                for t in tests["FAIL_TO_PASS"] + tests["PASS_TO_PASS"])
+open(os.environ["REPOGYM_JUNIT"], "w").write(f"<testsuite>{cases}</testsuite>")
+EOF
+"""
+CHEATS = {
+    "a hidden conftest.py that reports every test passed": CONFTEST_CHEAT,
+    "the same conftest.py, in plain sight": CONFTEST_CHEAT.replace("echo conftest.py >> .git/info/exclude", ""),
+    "the test files emptied, and committed": "for f in tests/test_*.py; do : > $f; done && git commit -qam done",
+    "a pytest.py that shadows pytest and reports every graded test passed": SHADOW_CHEAT,
+}
+
+
+@pytest.mark.podman
+@pytest.mark.parametrize("cheat", sorted(CHEATS))
+def test_harbor_verifier_gives_cheats_zero(state: Path, base_image: str, tmp_path: Path, cheat: str) -> None:
+    """Each known cheat, run as the 'solution' of an exported task on podman, earns 0."""
+    from repogym.export.harbor_run import run_trial
+
+    r = run_cli("export", "harbor", str(state), str(tmp_path / "h"))
+    assert r.returncode == 0, r.stderr
+    task = sorted((tmp_path / "h").iterdir())[0]
+    (task / "solution" / "solve.sh").write_text("#!/bin/bash\ncd /repo\n" + CHEATS[cheat])
+    trial = run_trial(task, solve=True)
+    assert trial.reward == 0.0, f"{cheat}: {trial.output}"

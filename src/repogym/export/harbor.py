@@ -22,10 +22,14 @@ from typing import Any
 from repogym import __version__
 from repogym.environment import EnvSpec
 from repogym.export.tasks import ExportTask, checked_tasks, seal
-from repogym.repo import RUN_ARTIFACTS, changed_files
+from repogym.repo import RUN_ARTIFACTS
 from repogym.sandbox.images import BASE_IMAGE
 from repogym.scoring import MODES
 
+LIST_PLUGINS = (
+    'import importlib.metadata as m; print(" ".join(sorted({"-p " + e.value.split(":")[0] '
+    'for e in m.entry_points(group="pytest11")})))'
+)
 TIMEOUTS = {"agent": 1800.0, "verifier": 900.0, "build": 1800.0}
 RESOURCES = {"cpus": 2, "memory_mb": 4096, "storage_mb": 10240}
 
@@ -52,6 +56,7 @@ def write_task(task: ExportTask, dest: Path, reward: str, base_image: str | None
         "tests/tests.diff": task.rec.tests_diff,
         "tests/tests.json": json.dumps(_test_lists(task, reward), indent=1) + "\n",
         "tests/grade.py": _resource("export/harbor_grade.py"),
+        "tests/screen.py": _resource("export/harbor_screen.py"),
         "tests/repogym_scoring.py": _resource("scoring.py"),
         "tests/repogym_testresults.py": _resource("testresults.py"),
         "solution/solve.sh": SOLVE_SH,
@@ -146,15 +151,14 @@ def _install(spec: EnvSpec) -> str:
 
 
 def test_sh(task: ExportTask, commit: str) -> str:
-    """The verifier: the agent's changes (outside the files tests.diff touches) on a clean task state, tests.diff,
-    the suite with JUnit XML, then grade.py's reward. Anything that goes wrong is a reward of 0, never no reward."""
+    """The verifier: the agent's screened changes on a clean task state, tests.diff, the suite with JUnit XML, then
+    grade.py's reward. Anything that goes wrong is a reward of 0, never no reward."""
     spec = task.spec
-    keep = " ".join(shlex.quote(f":(exclude){f}") for f in changed_files(task.rec.tests_diff))
     artifacts = " ".join(f"-e {shlex.quote(a)}" for a in RUN_ARTIFACTS)
     env = "".join(f"export {k}={shlex.quote(v)}\n" for k, v in spec.test_env.items())
     setup = f"{spec.setup_command} && " if spec.setup_command else ""
     return TEST_SH.format(
-        task_id=task.rec.task_id, commit=commit, keep=keep, env=env, artifacts=artifacts,
+        task_id=task.rec.task_id, commit=commit, env=env, artifacts=artifacts, plugins=shlex.quote(LIST_PLUGINS),
         exclude=shlex.join(RUN_ARTIFACTS),
         command=shlex.quote(setup + spec.test_command), timeout=int(TIMEOUTS["verifier"] - 60),
     )  # fmt: skip
@@ -169,19 +173,25 @@ mkdir -p "$LOGS"
 fail() {{ echo "$1" | tee "$LOGS/error.txt" >&2; echo 0 > "$LOGS/reward.txt"; exit 0; }}
 cd /repo 2>/dev/null || fail "no /repo"
 git cat-file -e "$TASK_COMMIT^{{commit}}" 2>/dev/null || fail "the task-state commit is gone from /repo"
-# The agent's changes, without the files tests.diff touches (those are reset to the task state). The ignore
-# rules are ours again first, so that no file the agent hid from git survives into the graded copy.
+# The agent's changes as a diff against the task state, screened: the hidden tests' files, test files and
+# test infrastructure are left out (and listed in dropped.txt). The ignore rules are ours again first, so that
+# no file the agent hid from git survives into the graded copy.
 printf '%s\n' {exclude} > .git/info/exclude
 git -c core.excludesFile=/dev/null add -A >/dev/null 2>&1
-git diff --cached --binary "$TASK_COMMIT" -- . {keep} > /tmp/agent.diff
-# A clean copy of the task files: the task-state commit, then only the agent's changes.
+git diff --cached --binary "$TASK_COMMIT" > /tmp/agent.diff || fail "cannot read the agent's changes"
+python3 -I /tests/screen.py /tmp/agent.diff "$TASK_COMMIT" /tests/tests.diff > /tmp/kept.diff 2> "$LOGS/dropped.txt" \
+  || fail "screening the agent's changes failed"
+# A clean copy of the task files: the task-state commit, then only the kept changes, then the hidden tests.
 git checkout -q --force --detach "$TASK_COMMIT" || fail "cannot reset /repo to the task state"
 git clean -q -fdx {artifacts} || fail "cannot clean /repo"
-if [ -s /tmp/agent.diff ]; then
-  git apply --whitespace=nowarn /tmp/agent.diff || fail "the agent's changes do not apply to the task state"
+if [ -s /tmp/kept.diff ]; then
+  git apply --whitespace=nowarn /tmp/kept.diff || fail "the agent's changes do not apply to the task state"
 fi
 git apply --whitespace=nowarn /tests/tests.diff || fail "tests.diff does not apply"
-{env}export REPOGYM_JUNIT="$LOGS/junit.xml"
+# Only the pytest plugins the environment installed load (listed from /tmp, outside the working copy).
+PLUGINS=$(cd /tmp && python3 -I -c {plugins}) || PLUGINS=""
+export PYTEST_DISABLE_PLUGIN_AUTOLOAD=1 PYTEST_ADDOPTS="$PLUGINS"
+export REPOGYM_JUNIT="$LOGS/junit.xml"
 rm -f "$REPOGYM_JUNIT"
 timeout {timeout} bash -c {command} > "$LOGS/test-output.txt" 2>&1
 echo "suite exit code $?" >> "$LOGS/test-output.txt"
