@@ -155,8 +155,7 @@ class StreamParser:
         self._tail = ""  # the text not yet decided (see Parser.scan), less the deltas in _pending
         self._head: list[str] = []  # decided text with no call in it, kept until the content is decided
         self._pending: list[str] = []
-        # (closer, its last character, characters before it): a closer that arrived ends in the newest delta
-        self._closers = [(c, c[-1], len(c) - 1) for c in parser.closers]
+        self._closers = [(c, c[-1]) for c in parser.closers]  # a closer that arrived ends in the newest delta
         self._longest_marker = max((len(m) for m in parser.markers), default=1)
         self._marker_starts = {m[0] for m in parser.markers}
         self._held = ""  # content not sent yet: trailing whitespace and a possible marker prefix
@@ -173,8 +172,8 @@ class StreamParser:
     def feed(self, delta: str) -> list[Event]:
         self._pending.append(delta)
         events = self._content(delta) if self._content_open else []
-        for closer, last, before in self._closers:
-            if last in delta and closer in self._before(before) + delta:
+        for closer, last in self._closers:
+            if last in delta and self._arrived(closer, last, delta):
                 events += self._advance()
                 break
         return events
@@ -184,6 +183,17 @@ class StreamParser:
         spans = self.parser.scan(tail)[0]
         events = [] if self._decided else self._final_content(tail, spans)
         return events + self._emit(spans)
+
+    def _arrived(self, closer: str, last: str, delta: str) -> bool:
+        """Whether ``closer`` ends in ``delta``: where its last character is, the delta must end like the closer
+        (a cheap test that passes over other markers ending in the same character), then the text before it."""
+        at = delta.find(last)
+        while at >= 0:
+            seen = delta[max(0, at + 1 - len(closer)) : at + 1]
+            if closer.endswith(seen) and (len(seen) == len(closer) or closer in self._before(len(closer) - 1) + delta):
+                return True
+            at = delta.find(last, at + 1)
+        return False
 
     def _before(self, n: int) -> str:
         """The last ``n`` characters before the newest delta, where a closer split across deltas began."""
