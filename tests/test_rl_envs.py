@@ -327,3 +327,30 @@ def test_rl_eval_takes_items_from_the_toml_config(gsm_data: Path, tmp_path: Path
     config.write_text("itemz = 1\n")
     bad = run_cli("rl", "eval", "gsm8k", str(gsm_data), "--config", str(config), "--api-base", server.url)
     assert bad.returncode == 2 and f"{config}: bad RL config: itemz: Extra inputs are not permitted" in bad.stderr
+
+
+class _Unresolvable(Gsm8kEnv):
+    """An environment whose items' working copies cannot be made (a repository that is gone, say)."""
+
+    def prepare(self, item: dict, repo_dir: Path) -> None:
+        raise RuntimeError(f"cannot resolve the repository of {item['id']}")
+
+
+def test_an_item_that_cannot_be_prepared_is_a_failure_record_not_a_crash(gsm_data: Path) -> None:
+    env = _Unresolvable(gsm_data)
+    item = env.next_item()
+    with ScriptedServer(lambda _req: "\\boxed{42}") as server:
+        model = make_model(RlConfig(env="gsm8k", api_base=server.url), 1.0)
+
+        async def go():
+            pool = SandboxPool(env.make_sandbox, size=2)
+            try:
+                return await run_group(env, item, 3, model, pool, AgentConfig(max_turns=2)), pool
+            finally:
+                await model.close()
+
+        result, pool = asyncio.run(go())
+    assert result.group is None and [f["stop_reason"] for f in result.failures] == ["prepare_error"] * 3
+    assert f"cannot resolve the repository of {item['id']}" in result.failures[0]["error"]
+    assert server.requests == [] and pool.free.qsize() == 2, "no model call; every slot came back"
+    pool.close()

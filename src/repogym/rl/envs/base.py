@@ -78,8 +78,12 @@ async def run_rollout(
     cfg: AgentConfig,
     on_slot: Callable[[Any], None] | None = None,
 ) -> tuple[ScoredItem | None, dict[str, Any] | None, int]:
-    """One rollout in its own slot: (scored item, or None with the infrastructure failure; turns)."""
-    slot = await pool.acquire(lambda repo: env.prepare(item, repo))
+    """One rollout in its own slot: (scored item, or None with the infrastructure failure; turns). Whatever fails
+    around the model (the working copy, the sandbox, the verifier) is a failure record, never a crashed batch."""
+    try:
+        slot = await pool.acquire(lambda repo: env.prepare(item, repo))
+    except Exception as e:  # the item's working copy or sandbox could not be made
+        return None, {"stop_reason": "prepare_error", "error": f"{type(e).__name__}: {e}"}, 0
     try:
         if on_slot:
             on_slot(slot)
