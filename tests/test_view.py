@@ -177,3 +177,14 @@ def test_text_that_could_close_the_script_is_embedded_as_data(tmp_path: Path) ->
     start = html.index('type="application/json">') + len('type="application/json">')
     data = json.loads(html[start : html.index("</script>", start)])
     assert data["tasks"][0]["description"] == hostile and data["tasks"][0]["status"] == "pending"
+
+
+def test_bad_directories_get_one_line_naming_what_to_do(tmp_path: Path) -> None:
+    r = run_cli("view", str(tmp_path / "nowhere"), "--out", str(tmp_path / "r.html"))
+    assert r.returncode == 2 and "no such state directory (make one with `repogym workflow`)" in r.stderr
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "tasks.jsonl").write_text(json.dumps({"task_id": "x/1", "repo": "r"}) + "\n")
+    r = run_cli("view", str(state), "--eval", str(tmp_path), "--out", str(tmp_path / "r.html"))
+    assert r.returncode == 2 and "no results.jsonl (make one with `repogym eval --output-dir" in r.stderr
+    assert not (tmp_path / "r.html").exists()
