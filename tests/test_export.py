@@ -229,3 +229,12 @@ def test_harbor_verifier_gives_cheats_zero(state: Path, base_image: str, tmp_pat
     (task / "solution" / "solve.sh").write_text("#!/bin/bash\ncd /repo\n" + CHEATS[cheat])
     trial = run_trial(task, solve=True)
     assert trial.reward == 0.0, f"{cheat}: {trial.output}"
+
+
+def test_exports_of_a_state_dir_without_env_json_say_what_is_missing(tmp_path: Path) -> None:
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "check_results.jsonl").write_text(json.dumps({"task_id": "x/1", "ok": True}) + "\n")
+    for fmt in ("harbor", "hf"):
+        r = run_cli("export", fmt, str(state), str(tmp_path / fmt))
+        assert r.returncode == 2 and "env.json: no such file" in r.stderr, r.stderr
