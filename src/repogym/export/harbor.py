@@ -16,7 +16,7 @@ import json
 import shlex
 import shutil
 from importlib import resources
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from repogym import __version__
@@ -30,6 +30,7 @@ LIST_PLUGINS = (
     'import importlib.metadata as m; print(" ".join(sorted({"-p " + e.value.split(":")[0] '
     'for e in m.entry_points(group="pytest11")})))'
 )
+AGENT_DIFF = "/logs/artifacts/agent.diff"  # where the collect hook leaves the agent's changes for the verifier
 TIMEOUTS = {"agent": 1800.0, "verifier": 900.0, "build": 1800.0}
 RESOURCES = {"cpus": 2, "memory_mb": 4096, "storage_mb": 10240}
 
@@ -99,10 +100,11 @@ def task_toml(task: ExportTask, commit: str, reward: str) -> str:
     sections: list[tuple[str, dict[str, Any]]] = [
         ("task", {"name": f"repogym/{task.id}", "description": meta["subject"], "keywords": meta["tags"]}),
         ("metadata", meta),
-        ("verifier", {"timeout_sec": TIMEOUTS["verifier"]}),
+        ("verifier", {"timeout_sec": TIMEOUTS["verifier"], "environment_mode": "separate"}),
         ("agent", {"timeout_sec": TIMEOUTS["agent"]}),
         ("environment", {"build_timeout_sec": TIMEOUTS["build"], **RESOURCES, "network_mode": "no-network"}),
     ]
+    sections.append(("[verifier.collect]", {"command": collect_command(commit, AGENT_DIFF), "timeout_sec": 300.0}))
     tables = [f"\n[{name}]\n" + "".join(f"{k} = {_toml(v)}\n" for k, v in t.items()) for name, t in sections]
     return 'schema_version = "1.4"\n' + "".join(tables)
 
@@ -150,6 +152,16 @@ def _install(spec: EnvSpec) -> str:
     return f"cd /repo && ({pip.replace('install -q', 'install -q --no-index')} || {pip})"
 
 
+def collect_command(commit: str, out: str) -> str:
+    """Write the agent's changes in /repo as a diff against the task state to ``out``, with our ignore rules
+    (the agent may have rewritten .git/info/exclude to hide a file from git)."""
+    return " && ".join([
+        f"mkdir -p {shlex.quote(str(PurePosixPath(out).parent))}", "cd /repo",
+        f"printf '%s\\n' {shlex.join(RUN_ARTIFACTS)} > .git/info/exclude",
+        "git -c core.excludesFile=/dev/null add -A", f"git diff --cached --binary {commit} > {out}",
+    ])  # fmt: skip
+
+
 def test_sh(task: ExportTask, commit: str) -> str:
     """The verifier: the agent's screened changes on a clean task state, tests.diff, the suite with JUnit XML, then
     grade.py's reward. Anything that goes wrong is a reward of 0, never no reward."""
@@ -159,7 +171,7 @@ def test_sh(task: ExportTask, commit: str) -> str:
     setup = f"{spec.setup_command} && " if spec.setup_command else ""
     return TEST_SH.format(
         task_id=task.rec.task_id, commit=commit, env=env, artifacts=artifacts, plugins=shlex.quote(LIST_PLUGINS),
-        exclude=shlex.join(RUN_ARTIFACTS),
+        collect=collect_command('"$TASK_COMMIT"', "/tmp/agent.diff"),
         command=shlex.quote(setup + spec.test_command), timeout=int(TIMEOUTS["verifier"] - 60),
     )  # fmt: skip
 
@@ -173,12 +185,15 @@ mkdir -p "$LOGS"
 fail() {{ echo "$1" | tee "$LOGS/error.txt" >&2; echo 0 > "$LOGS/reward.txt"; exit 0; }}
 cd /repo 2>/dev/null || fail "no /repo"
 git cat-file -e "$TASK_COMMIT^{{commit}}" 2>/dev/null || fail "the task-state commit is gone from /repo"
-# The agent's changes as a diff against the task state, screened: the hidden tests' files, test files and
-# test infrastructure are left out (and listed in dropped.txt). The ignore rules are ours again first, so that
-# no file the agent hid from git survives into the graded copy.
-printf '%s\n' {exclude} > .git/info/exclude
-git -c core.excludesFile=/dev/null add -A >/dev/null 2>&1
-git diff --cached --binary "$TASK_COMMIT" > /tmp/agent.diff || fail "cannot read the agent's changes"
+# The agent's changes as a diff against the task state. Harbor runs this verifier in a fresh container (separate
+# mode): task.toml's collect hook took the diff in the agent's container when the agent stopped. Run in the agent's
+# container instead (shared mode), it is taken here, with our own ignore rules, so no file hidden from git is lost.
+if [ -f /logs/artifacts/agent.diff ]; then
+  cp /logs/artifacts/agent.diff /tmp/agent.diff
+else
+  {collect} || fail "cannot read the agent's changes"
+fi
+# Screened: the hidden tests' files, test files and test infrastructure are left out (listed in dropped.txt).
 python3 -I /tests/screen.py /tmp/agent.diff "$TASK_COMMIT" /tests/tests.diff > /tmp/kept.diff 2> "$LOGS/dropped.txt" \
   || fail "screening the agent's changes failed"
 # A clean copy of the task files: the task-state commit, then only the kept changes, then the hidden tests.

@@ -1,6 +1,7 @@
 """Run one trial of an exported Harbor task folder on repogym's podman backend, as Harbor would: build the
-environment image, optionally run the oracle (solution/solve.sh), then the verifier (tests/test.sh) with /tests,
-/solution and /logs mounted, and read the reward. This proves an export before anyone else runs it: the gold
+environment image; in one container run the oracle (solution/solve.sh) or nothing, then task.toml's collect hook;
+in a fresh container of the same image, with the collected /logs/artifacts, run the verifier (tests/test.sh); read
+the reward. This proves an export before anyone else runs it: the gold
 solution must earn 1, doing nothing must earn 0.
 """
 
@@ -9,12 +10,14 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tempfile
+import tomllib
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from repogym.errors import SandboxError
-from repogym.sandbox.base import run_bounded
+from repogym.sandbox.base import ExecResult, run_bounded
 from repogym.sandbox.podman import ContainerSandbox
 
 BUILD_TIMEOUT_S = 1800
@@ -40,26 +43,45 @@ def build_image(task_dir: Path, engine: str = "podman") -> str:
 
 
 def run_trial(task_dir: Path, solve: bool, engine: str = "podman") -> Trial:
-    """One trial in a fresh container: the oracle when ``solve``, else no agent at all; then the verifier."""
+    """One trial as Harbor runs it in separate-verifier mode: the agent's container (the oracle when ``solve``,
+    else no agent at all) and task.toml's collect hook, then the verifier in a fresh container of the same image
+    with only the collected artifacts (the agent's diff) carried over."""
     image = build_image(task_dir, engine)
+    collect = [hook["command"] for hook in _config(task_dir).get("verifier", {}).get("collect", [])]
     with tempfile.TemporaryDirectory(prefix="repogym-harbor-") as tmp:
         root = Path(tmp)
-        _copy_repo(engine, image, root / "repo")
-        (root / "logs").mkdir()
-        steps = (["bash /solution/solve.sh"] if solve else []) + ["bash /tests/test.sh"]
-        sb = ContainerSandbox(root / "repo", image=image)
-        with sb:
-            mounts = {task_dir / "tests": "/tests:ro", task_dir / "solution": "/solution:ro", root / "logs": "/logs:rw"}
-            extra = [a for host, inside in mounts.items() for a in ("-v", f"{host.resolve()}:{inside}")]
-            name = f"repogym-harbor-{uuid.uuid4().hex[:12]}"
-            argv = sb.run_argv([*extra, "--name", name, "-v", f"{sb.tmp_dir}:/tmp:rw", "-w", "/repo"])
-            res = run_bounded(
-                [*argv, image, "bash", "-c", " && ".join(steps)], cwd=None, env=None, timeout_s=TRIAL_TIMEOUT_S,
-                max_output_bytes=200_000, on_timeout=lambda: _remove(engine, name),
-            )  # fmt: skip
-        reward = root / "logs" / "verifier" / "reward.txt"
+        agent_logs, logs = root / "agent-logs", root / "logs"
+        agent = (["bash /solution/solve.sh"] if solve else []) + collect
+        agent_mounts = {task_dir / "solution": "/solution:ro", agent_logs: "/logs:rw"}
+        first = _phase(engine, image, root / "agent", agent_mounts, agent)
+        if (agent_logs / "artifacts").is_dir():  # Harbor re-materializes /logs/artifacts in the verifier
+            shutil.copytree(agent_logs / "artifacts", logs / "artifacts")
+        verifier_mounts = {task_dir / "tests": "/tests:ro", logs: "/logs:rw"}
+        res = _phase(engine, image, root / "verifier", verifier_mounts, ["bash /tests/test.sh"])
+        reward = logs / "verifier" / "reward.txt"
         text = reward.read_text().strip() if reward.exists() else ""
-        return Trial(float(text) if text else None, res.stdout[-4000:] + res.stderr[-4000:])
+        output = (first.stdout + first.stderr)[-3000:] + (res.stdout + res.stderr)[-5000:]
+        return Trial(float(text) if text else None, output)
+
+
+def _config(task_dir: Path) -> dict[str, Any]:
+    return tomllib.loads((task_dir / "task.toml").read_text())
+
+
+def _phase(engine: str, image: str, repo: Path, mounts: dict[Path, str], steps: list[str]) -> ExecResult:
+    """Run ``steps`` in a fresh container of ``image`` (its own copy of /repo) in repogym's podman sandbox."""
+    _copy_repo(engine, image, repo)
+    for host in mounts:
+        host.mkdir(parents=True, exist_ok=True)
+    sb = ContainerSandbox(repo, image=image)
+    with sb:
+        extra = [a for host, inside in mounts.items() for a in ("-v", f"{host.resolve()}:{inside}")]
+        name = f"repogym-harbor-{uuid.uuid4().hex[:12]}"
+        argv = sb.run_argv([*extra, "--name", name, "-v", f"{sb.tmp_dir}:/tmp:rw", "-w", "/repo"])
+        return run_bounded(
+            [*argv, image, "bash", "-c", "; ".join(steps) or "true"], cwd=None, env=None, timeout_s=TRIAL_TIMEOUT_S,
+            max_output_bytes=200_000, on_timeout=lambda: _remove(engine, name),
+        )  # fmt: skip
 
 
 def _remove(engine: str, name: str) -> None:

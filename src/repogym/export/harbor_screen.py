@@ -4,7 +4,8 @@ run before or around the tests, package metadata that registers plugins, symboli
 that could shadow the test runner, and edits to the pytest configuration. The same policy as repogym's own
 grading; shipped into each task's tests/ folder (standard library only), since repogym is not installed there.
 
-Usage: python3 screen.py AGENT_DIFF TASK_COMMIT TESTS_DIFF > kept.diff 2> dropped.txt  (run in /repo)
+Usage: python3 screen.py AGENT_DIFF TASK_COMMIT TESTS_DIFF > kept.diff 2> dropped.txt  (run in /repo, which
+needs only the task-state commit: the agent's tree is read from the diff)
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import configparser
 import re
 import subprocess
 import sys
+import tempfile
 import tomllib
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -71,13 +73,27 @@ def _at(commit: str, path: str) -> str | None:
     return p.stdout if p.returncode == 0 else None
 
 
+def _after(path: str, part: str, old: str | None) -> str | None:
+    """The file's text after the agent's change, from the diff alone: the verifier may not see the agent's tree."""
+    if PurePosixPath(path).name not in PYTEST_SECTIONS:
+        return None  # only the pytest configuration files are compared by content
+    with tempfile.TemporaryDirectory() as tmp:  # outside any repository, git apply works on plain files
+        if old is not None:
+            Path(tmp, path).parent.mkdir(parents=True, exist_ok=True)
+            Path(tmp, path).write_text(old)
+        p = subprocess.run(
+            ["git", "apply", "--whitespace=nowarn", "-"], cwd=tmp, input=part, text=True, capture_output=True
+        )
+        target = Path(tmp, path)
+        return target.read_text(errors="replace") if p.returncode == 0 and target.is_file() else None
+
+
 def main(agent_diff: Path, commit: str, tests_diff: Path) -> None:
     hidden = {path for path, _ in files_of(tests_diff.read_text(errors="replace"))}
     for path, part in files_of(agent_diff.read_text(errors="replace")):
-        here = Path(path)
-        new = here.read_text(errors="replace") if here.is_file() and not here.is_symlink() else None
-        top = _at(commit, PurePosixPath(path).parts[0]) is not None or len(PurePosixPath(path).parts) == 1
-        why = reason(path, part, hidden, _at(commit, path), new, top)
+        old = _at(commit, path)
+        top = len(PurePosixPath(path).parts) == 1 or _at(commit, PurePosixPath(path).parts[0]) is not None
+        why = reason(path, part, hidden, old, _after(path, part, old), top)
         if why:
             print(f"{path}: {why}", file=sys.stderr)
         else:
