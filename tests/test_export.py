@@ -155,6 +155,10 @@ def test_harbor_folders_load_in_harbor_and_agree_with_swebench_ids(
     lines = r.stdout.splitlines()
     assert len(lines) == len(dirs) and all(" no-network " in line for line in lines)
     assert {line.split()[2] for line in lines} == checked
+    lint = subprocess.run([str(Path(HARBOR_PYTHON).parent / "harbor"), "lint", "--json", *map(str, dirs)],
+                          capture_output=True, text=True)  # fmt: skip
+    rules = {f["rule"] for f in json.loads(lint.stdout)}
+    assert rules <= {"unpinned-python-dependency"}, lint.stdout[-3000:]  # test deps as the environment recorded
 
 
 def test_the_shipped_grader_gives_partial_credit_without_repogym(state: Path, tmp_path: Path) -> None:
