@@ -99,6 +99,7 @@ def _attempt(eval_dir: Path, r: dict[str, Any]) -> dict[str, Any]:
         "f2p": r.get("fail_to_pass", {}),
         "p2p_failed": r.get("pass_to_pass_failed", []),
         "patch": r.get("patch", ""),
+        "dropped": r.get("dropped", []),
         "messages": _messages(eval_dir, str(r.get("trajectory") or "")),
     }
 
