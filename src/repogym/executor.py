@@ -12,10 +12,14 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import sys
+import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from repogym.errors import RepogymError
@@ -77,13 +81,14 @@ class RayExecutor(Executor[T, R]):
         self, fn: Callable[[T], R], units: Iterable[T], on_done: Callable[[T, R | InfrastructureFailure], None]
     ) -> None:
         ray = self.ray
-        remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(fn)
+        remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(apply)
+        fn_ref = ray.put(fn)  # shipped once, not with every unit
         pending: dict[Any, T] = {}
         todo = iter(units)
         try:
             while True:
                 while len(pending) < self.workers and (unit := next(todo, None)) is not None:
-                    pending[remote.remote(unit)] = unit
+                    pending[remote.remote(fn_ref, unit)] = unit
                 if not pending:
                     return
                 done, _ = ray.wait(list(pending), num_returns=1)
@@ -107,29 +112,67 @@ class RayExecutor(Executor[T, R]):
             return InfrastructureFailure(f"{type(e).__name__} after {self.max_retries} retries: {first}")
 
 
+def apply(fn: Callable[[T], R], unit: T) -> R:
+    """The Ray task of every unit (its process title reads ``ray::apply`` while it runs)."""
+    return fn(unit)
+
+
 def connect(address: str | None) -> Any:
-    """Join the Ray cluster at ``address`` ('auto': the running one), or start a local one when none is given
-    and none is running. Raises RepogymError with the install command when Ray is missing."""
+    """Join the Ray cluster at ``address``, else the one running here, else start a local one (on loopback only).
+
+    Raises RepogymError with the install command when Ray is missing, and when ``address`` does not answer.
+    """
+    if address is None and "ray" not in sys.modules and not _recorded_cluster():
+        # A cluster of this machine alone: Ray must bind and dial loopback, not the machine's network address. The
+        # setting is read when Ray is imported, so it is made before.
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError as e:
         raise RepogymError(f"--executor ray needs Ray: run `{RAY_INSTALL}`") from e
     if ray.is_initialized():
         return ray
-    env = {k: v for k, v in os.environ.items() if k.startswith("REPOGYM_")}
+    env = {k: v for k, v in os.environ.items() if k.startswith(("REPOGYM_", "RAY_ENABLE"))}
     opts: dict[str, Any] = {
         "runtime_env": {"env_vars": env},
         "log_to_driver": False,
         "logging_level": logging.ERROR,
         "include_dashboard": False,
     }
-    try:
-        ray.init(address=address or "auto", **opts)
-    except (ConnectionError, RuntimeError) as e:
-        if address:
-            raise RepogymError(f"cannot reach the Ray cluster at {address!r} ({e}); check --ray-address") from e
+    target = address or _running_cluster()
+    if target is None:
         ray.init(**opts)
+        return ray
+    if not _answers(target):
+        raise RepogymError(f"the Ray cluster at {target!r} does not answer; start it (`ray start --head`) or fix "
+                           "--ray-address")  # fmt: skip
+    ray.init(address=target, **opts)
     return ray
+
+
+def _recorded_cluster() -> bool:
+    """Whether `ray start` (or $RAY_ADDRESS) names a cluster on this machine."""
+    return bool(os.environ.get("RAY_ADDRESS")) or (Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster").exists()
+
+
+def _running_cluster() -> str | None:
+    """The address of the cluster `ray start` left running here ($RAY_ADDRESS or Ray's own record), if it answers."""
+    try:
+        from ray._private.services import get_ray_address_from_environment
+
+        found: str | None = get_ray_address_from_environment("auto", None)
+    except Exception:  # no cluster recorded (Ray raises ConnectionError) or Ray's private API moved
+        return None
+    return found if found and _answers(found) else None
+
+
+def _answers(address: str) -> bool:
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    try:
+        with socket.create_connection((host or "127.0.0.1", int(port)), timeout=3):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 def make_executor(name: str, workers: int, address: str | None = None) -> Executor[Any, Any]:
