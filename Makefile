@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench clean model-deps rl-deps agent-deps harbor-deps
+.PHONY: demo test lint bench clean model-deps rl-deps agent-deps harbor-deps ray-deps
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -44,6 +44,10 @@ harbor-deps:
 
 # External coding agents for their adapter tests: codex and Claude Code (npm; their binaries ship in the
 # packages) and mini-swe-agent (PyPI, in a venv of its own).
+# Ray, for `--executor ray` and its tests (a real two-node cluster on 127.0.0.1).
+ray-deps: $(STAMP)
+	$(BIN)/pip install -q -e '.[ray]'
+
 agent-deps:
 	command -v codex >/dev/null 2>&1 || npm install -g --silent @openai/codex@0.171.0
 	command -v claude >/dev/null 2>&1 || npm install -g --silent @anthropic-ai/claude-code@2.1.197
