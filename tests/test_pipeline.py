@@ -176,6 +176,34 @@ def test_validate_from_input_json(demo: tuple[Path, Path], tmp_path: Path) -> No
     assert r.returncode == 2 and "--input-json: not a task record" in r.stderr
 
 
+def test_validate_resumed_after_a_kill_decides_nothing_twice(demo: tuple[Path, Path], tmp_path: Path) -> None:
+    """`repogym validate --workers 2` killed mid-way, then run again: every candidate is decided exactly once, and
+    the second run only validates what the first had not decided (rejections included)."""
+    repo, state = demo
+    out, rejected = tmp_path / "validated.jsonl", tmp_path / "rejected_tasks.jsonl"
+    args = [sys.executable, "-m", "repogym", "validate", "--tasks", str(state / "tasks.jsonl"), "--output", str(out),
+            "--repo", str(repo), "--workers", "2"]  # fmt: skip
+    first = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(_decided(out, rejected)) < 3:
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait()
+    before = _decided(out, rejected)
+    assert 3 <= len(before) < NUM, "the first run must be killed mid-way"
+    again = run_cli("validate", "--tasks", str(state / "tasks.jsonl"), "--output", str(out), "--repo", str(repo),
+                    "--workers", "2")  # fmt: skip
+    after = _decided(out, rejected)
+    assert sorted(after) == sorted(set(after)) and len(after) == NUM, "each candidate decided exactly once"
+    assert set(before) <= set(after), "what the first run decided stays as it was"
+    announced = [line for line in again.stdout.splitlines() if ": validated" in line or ": rejected" in line]
+    assert len(announced) == NUM - len(before), "the second run decided only the rest"
+
+
+def _decided(*paths: Path) -> list[str]:
+    return [tid for p in paths if p.exists() for tid in _ids(p)]
+
+
 SECOND = {
     "pyproject.toml": """
         [project]

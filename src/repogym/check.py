@@ -10,13 +10,14 @@ Tests that fail, error, are skipped or are flaky at the base (spec.base) are lef
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from repogym import baserun
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.errors import RepogymError
+from repogym.executor import Executor, InfrastructureFailure, LocalExecutor
 from repogym.records import CheckOutcome, CheckRecord, ValidatedRecord
 from repogym.repo import GitError, RepoSource, apply_diff, changed_files, temp_working_copy
 from repogym.testresults import TestRun
@@ -188,19 +189,17 @@ def check_many(
     timeout_s: float,
     reruns: int,
     on_done: Callable[[CheckRecord], None],
+    executor: Executor[ValidatedRecord, CheckRecord] | None = None,
 ) -> None:
-    """Check records in parallel; ``on_done`` receives each result as it completes (in the calling thread)."""
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        futures: dict[Future[CheckRecord], ValidatedRecord] = {}
-        for rec in records:
-            futures[pool.submit(_safe_check, rec, resolve, timeout_s, reruns)] = rec
-        try:
-            for fut in as_completed(futures):
-                on_done(fut.result())
-        except BaseException:
-            for fut in futures:
-                fut.cancel()
-            raise
+    """Check records in parallel (threads here, or the executor's units: Ray tasks); ``on_done`` receives each
+    result as it completes, in the calling thread. A unit whose worker died every time is a failed record."""
+    run = executor or LocalExecutor(workers)
+    unit = functools.partial(_safe_check, resolve=resolve, timeout_s=timeout_s, reruns=reruns)
+    run.run(unit, records, lambda rec, res: on_done(res if isinstance(res, CheckRecord) else _failed(rec, res)))
+
+
+def _failed(rec: ValidatedRecord, failure: InfrastructureFailure) -> CheckRecord:
+    return CheckRecord(task_id=rec.task_id, ok=False, reason=str(failure))
 
 
 def _safe_check(

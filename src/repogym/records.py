@@ -64,6 +64,15 @@ class ValidatedRecord(Record):
     PASS_TO_PASS: list[str] | None = None
 
 
+class RejectedRecord(Record):
+    """A candidate that validation turned down (rejected_tasks.jsonl), with the reason."""
+
+    task_id: str
+    strategy: str = ""
+    reason: str
+    schema_version: int = SCHEMA_VERSION
+
+
 class CheckOutcome(BaseModel):
     """One of the three checks on one task."""
 

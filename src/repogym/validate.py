@@ -11,6 +11,7 @@ import os
 import shlex
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from repogym.agents.cli import ExternalAgentConfig, external_trajectory
 from repogym.agents.loop import AgentConfig, Trajectory, run_agent
 from repogym.environment import BaseRun, EnvSpec, open_env_sandbox, run_tests
 from repogym.errors import PatchError, RepogymError
+from repogym.executor import Executor, InfrastructureFailure, LocalExecutor
 from repogym.llm import LLM, ModelConfig
 from repogym.project.pytest_config import is_test_path
-from repogym.records import TaskRecord, ValidatedRecord
+from repogym.records import RejectedRecord, TaskRecord, ValidatedRecord, append_record, existing_ids
 from repogym.repo import RepoSource, changed_files, commit_all, diff, git, temp_working_copy
 from repogym.testresults import TestRun
 
@@ -381,3 +383,59 @@ def validate_with_agent(
         tips=tips,
     )
     return record, traj
+
+
+class CandidateValidator:
+    """Validate one candidate (auto, or with an agent) into a record or a rejection; picklable, so a Ray worker
+    can run it. The base run is computed once, before, and travels with it."""
+
+    def __init__(
+        self,
+        src: RepoSource,
+        spec: EnvSpec,
+        runner: BuiltinRunner | ExternalRunner | None = None,
+        tips: str = "",
+        timeout_s: float | None = None,
+        max_fail_fraction: float = 0.5,
+    ) -> None:
+        self.src, self.spec, self.runner, self.tips = src, spec, runner, tips
+        self.base = Baseline(spec)
+        self.timeout_s = timeout_s or self.base.timeout()
+        self.max_fail_fraction = max_fail_fraction
+
+    def __call__(self, task: TaskRecord) -> ValidatedRecord | RejectedRecord:
+        try:
+            if self.runner is not None:
+                return validate_with_agent(task, self.src, self.spec, self.runner, self.tips)[0]
+            return validate_auto(task, self.src, self.spec, self.base, self.timeout_s, self.max_fail_fraction)
+        except Rejected as e:
+            return RejectedRecord(task_id=task.task_id, strategy=task.strategy, reason=str(e))
+
+
+def validate_many(
+    tasks: list[TaskRecord],
+    validator: Callable[[TaskRecord], ValidatedRecord | RejectedRecord],
+    validated_path: Path,
+    rejected_path: Path,
+    *,
+    workers: int = 1,
+    executor: Executor[TaskRecord, ValidatedRecord | RejectedRecord] | None = None,
+    on_done: Callable[[ValidatedRecord | RejectedRecord], None] | None = None,
+) -> list[ValidatedRecord | RejectedRecord]:
+    """Validate the candidates neither file has decided yet, appending each verdict as it comes (to
+    ``validated_path`` or ``rejected_path``), so a killed run resumes without deciding anything twice. A unit
+    whose worker died every time is a rejection that names the infrastructure failure."""
+    done = existing_ids(validated_path) | existing_ids(rejected_path)
+    todo = [t for t in tasks if t.task_id not in done]
+    out: list[ValidatedRecord | RejectedRecord] = []
+
+    def record(task: TaskRecord, res: ValidatedRecord | RejectedRecord | InfrastructureFailure) -> None:
+        if isinstance(res, InfrastructureFailure):
+            res = RejectedRecord(task_id=task.task_id, strategy=task.strategy, reason=str(res))
+        append_record(validated_path if isinstance(res, ValidatedRecord) else rejected_path, res)
+        out.append(res)
+        if on_done:
+            on_done(res)
+
+    (executor or LocalExecutor(workers)).run(validator, todo, record)
+    return out

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -22,10 +21,12 @@ from repogym.check import check_many
 from repogym.env_agent import build_with_agent
 from repogym.environment import BaseRun, EnvSpec
 from repogym.errors import RepogymError
+from repogym.executor import make_executor
 from repogym.llm import ModelConfig
 from repogym.progress import stage
 from repogym.records import (
     CheckRecord,
+    RejectedRecord,
     TaskRecord,
     ValidatedRecord,
     append_record,
@@ -35,6 +36,7 @@ from repogym.records import (
     repair_torn_tail,
 )
 from repogym.repo import RepoSource, open_repo, temp_working_copy
+from repogym.resolve import Resolver
 from repogym.sandbox.podman import default_image_name, image_exists
 from repogym.synth import feature_removal
 from repogym.synth.coverage import executed_functions
@@ -78,6 +80,8 @@ class WorkflowConfig(BaseModel):
     reruns: int = Field(0, description="Extra runs of checks 1 and 3 to detect flaky tasks.")
     max_fail_fraction: float = Field(0.5, description="Reject candidates that fail more of the suite than this.")
     force_fresh: bool = Field(False, description="Delete the state files and start over.")
+    executor: str = Field("local", description="Where validations and checks run: local threads or ray.")
+    ray_address: str | None = Field(None, description="Ray cluster address (default: running cluster, else local).")
 
 
 class Summary(BaseModel):
@@ -104,6 +108,7 @@ class Workflow:
         self.path = {name: self.dir / name for name in STATE_FILES}
         self.timeout = cfg.timeout_s or 900.0
         self.env_seconds = 0.0
+        self.executor = make_executor(cfg.executor, cfg.workers, cfg.ray_address) if cfg.executor != "local" else None
 
     def log(self, msg: str) -> None:
         with self.path["workflow.log"].open("a") as f:
@@ -201,38 +206,23 @@ class Workflow:
         todo = [t for t in tasks if t.task_id not in done]
         if not todo:
             return
+        tips = self.cfg.validate_tips_path
+        validator = validate.CandidateValidator(
+            src, spec, self._validation_runner(), tips.read_text() if tips and tips.exists() else "",
+            self.timeout, self.cfg.max_fail_fraction,
+        )  # fmt: skip
+        with stage("validating", len(todo)) as advance:
 
-        runner = self._validation_runner()
-        tips = (
-            self.cfg.validate_tips_path.read_text()
-            if self.cfg.validate_tips_path and self.cfg.validate_tips_path.exists()
-            else ""
-        )
+            def on_done(res: ValidatedRecord | RejectedRecord) -> None:
+                if isinstance(res, RejectedRecord):
+                    self.log(f"rejected {res.task_id}: {res.reason}")
+                    return advance(f"{res.task_id}: rejected")
+                advance(f"{res.task_id}: {len(res.FAIL_TO_PASS or [])} tests")
 
-        def one(task: TaskRecord) -> ValidatedRecord | dict[str, str]:
-            try:
-                if runner is not None:
-                    return validate.validate_with_agent(task, src, spec, runner, tips)[0]
-                return validate.validate_auto(task, src, spec, base, self.timeout, self.cfg.max_fail_fraction)
-            except validate.Rejected as e:
-                return {"task_id": task.task_id, "strategy": task.strategy, "reason": str(e)}
-
-        with stage("validating", len(todo)) as advance, ThreadPoolExecutor(self.cfg.workers) as pool:
-            futures = [pool.submit(one, t) for t in todo]
-            try:
-                for fut in as_completed(futures):
-                    res = fut.result()
-                    if isinstance(res, ValidatedRecord):
-                        append_record(self.path["validated_tasks.jsonl"], res)
-                        advance(f"{res.task_id}: {len(res.FAIL_TO_PASS or [])} tests")
-                    else:
-                        append_record(self.path["rejected_tasks.jsonl"], res)
-                        self.log(f"rejected {res['task_id']}: {res['reason']}")
-                        advance(f"{res['task_id']}: rejected")
-            except BaseException:
-                for fut in futures:
-                    fut.cancel()
-                raise
+            validate.validate_many(
+                todo, validator, self.path["validated_tasks.jsonl"], self.path["rejected_tasks.jsonl"],
+                workers=self.cfg.workers, executor=self.executor, on_done=on_done,
+            )  # fmt: skip
 
     def _validation_runner(self) -> BuiltinRunner | ExternalRunner | None:
         if self.cfg.agent == "auto":
@@ -258,13 +248,9 @@ class Workflow:
                 advance(f"{rec.task_id}: {'ok' if rec.ok else 'failed'}")
 
             check_many(
-                todo,
-                lambda _rec: (src, spec),
-                workers=self.cfg.workers,
-                timeout_s=self.timeout,
-                reruns=self.cfg.reruns,
-                on_done=on_done,
-            )
+                todo, Resolver(self.cfg.backend, self.cfg.repo, spec=spec), workers=self.cfg.workers,
+                timeout_s=self.timeout, reruns=self.cfg.reruns, on_done=on_done, executor=self.executor,
+            )  # fmt: skip
 
     def summary(self) -> Summary:
         def rows(name: str) -> list[dict[str, object]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -12,8 +12,10 @@ from repogym.cli.common import (
     API_BASE_OPT,
     AUTO_TIMEOUT_OPT,
     BACKEND_OPT,
+    EXECUTOR_OPT,
     MAX_RETRIES_OPT,
     MODEL_OPT,
+    RAY_ADDRESS_OPT,
     REF_OPT,
     REPO_ARG,
     TIMEOUT_OPT,
@@ -23,6 +25,7 @@ from repogym.cli.common import (
     console,
     err,
     pick_backend,
+    pick_executor,
     pick_strategy,
     repo_resolver,
     say,
@@ -133,67 +136,101 @@ def validate_cmd(
     backend: str | None = BACKEND_OPT,
     timeout: float | None = AUTO_TIMEOUT_OPT,
     max_fail_fraction: float = typer.Option(0.5, "--max-fail-fraction", help="Reject if more tests fail."),
+    rejected: Path | None = typer.Option(
+        None, "--rejected", help="Append rejections here (default: rejected_tasks.jsonl beside --output)."
+    ),
+    workers: int = WORKERS_OPT,
+    executor: str = EXECUTOR_OPT,
+    ray_address: str | None = RAY_ADDRESS_OPT,
 ) -> None:
-    """Turn task candidates into src.diff + tests.diff by running the suite (validated_tasks.jsonl)."""
-    import json
+    """Turn task candidates into src.diff + tests.diff by running the suite; resumable (a candidate already
+    validated or rejected is never validated again)."""
+    from repogym import validate
+    from repogym.progress import stage
+    from repogym.records import RejectedRecord, existing_ids
 
-    from repogym import baserun, validate
+    runner = _validation_runner(agent, agent_binary, model, api_base, max_turns, output.parent / "agent_logs")
+    tips = tips_path.read_text() if tips_path and tips_path.exists() else ""
+    rejected_path = rejected or output.with_name("rejected_tasks.jsonl")
+    decided = existing_ids(output) | existing_ids(rejected_path)
+    todo = [t for t in _task_records(input_json, tasks) if t.task_id not in decided]
+    verdicts: list[object] = []
+    with stage("validating", len(todo)) as advance:
+        for records, validator in _validators(todo, repo, pick_backend(backend), runner, tips, timeout,
+                                              max_fail_fraction):  # fmt: skip
+            verdicts += validate.validate_many(
+                records, validator, output, rejected_path, workers=workers,
+                executor=pick_executor(executor, workers, ray_address), on_done=lambda r: advance(_verdict(r)),
+            )  # fmt: skip
+    for v in verdicts:
+        console.print(_verdict(v))
+    if any(isinstance(v, RejectedRecord) for v in verdicts):
+        raise typer.Exit(1)
+
+
+def _verdict(v: object) -> str:
+    reason = getattr(v, "reason", None)
+    return f"{getattr(v, 'task_id', '?')}: rejected: {reason}" if reason else f"{getattr(v, 'task_id', '?')}: validated"
+
+
+def _validation_runner(
+    agent: str, binary: str | None, model: str | None, api_base: str | None, max_turns: int, log_dir: Path
+) -> Any:
+    """The agent that validates (None for auto), checked before any candidate runs."""
+    from repogym import validate
     from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
-    from repogym.records import TaskRecord, append_record, existing_ids, load_records
-    from repogym.repo import open_repo
+    from repogym.agents.loop import AgentConfig
 
     if agent not in ("auto", "builtin", *AGENTS):
         raise RepogymError(f"unknown agent {agent!r}; choose one of: auto, builtin, {', '.join(AGENTS)}")
-    if agent != "auto" and not model:
+    if agent == "auto":
+        return None
+    if not model:
         raise RepogymError(f"--agent {agent} needs --model provider/name")
-    runner: validate.BuiltinRunner | validate.ExternalRunner | None = None
     if agent == "builtin":
-        from repogym.agents.loop import AgentConfig
-
-        assert model is not None
-        runner = validate.BuiltinRunner(
+        return validate.BuiltinRunner(
             build_model_config(model, api_base, None, False), AgentConfig(max_turns=max_turns)
         )
-    elif agent != "auto":
-        assert model is not None
-        ext = ExternalAgentConfig(agent=agent, model=model.split("/", 1)[-1], api_base=api_base, binary=agent_binary)
-        check_installed(ext)
-        runner = validate.ExternalRunner(ext, output.parent / "agent_logs")
+    ext = ExternalAgentConfig(agent=agent, model=model.split("/", 1)[-1], api_base=api_base, binary=binary)
+    check_installed(ext)
+    return validate.ExternalRunner(ext, log_dir)
+
+
+def _task_records(input_json: str | None, tasks: Path | None) -> list[Any]:
+    """The candidates from --input-json or --tasks (bad lines reported, the rest kept)."""
+    import json
+
+    from repogym.records import TaskRecord, load_records
+
     if (input_json is None) == (tasks is None):
         raise RepogymError("give exactly one of --input-json and --tasks")
     if input_json is not None:
         text = sys.stdin.read() if input_json == "-" else input_json
         try:
-            records = [TaskRecord.model_validate(json.loads(text))]
+            return [TaskRecord.model_validate(json.loads(text))]
         except ValueError as e:
             raise RepogymError(f"--input-json: not a task record ({str(e).splitlines()[0]})") from e
-    else:
-        assert tasks is not None
-        records, bad = load_records(tasks, TaskRecord)
-        for b in bad:
-            err.print(f"error: {b}")
-    done = existing_ids(output)
-    rejected = 0
-    chosen = pick_backend(backend)
+    assert tasks is not None
+    records, bad = load_records(tasks, TaskRecord)
+    for b in bad:
+        err.print(f"error: {b}")
+    return records
+
+
+def _validators(
+    records: list[Any], repo: str | None, backend: str, runner: Any, tips: str, timeout: float | None, mff: float
+) -> Any:
+    """(candidates, validator) per repository and base commit: the environment and base run are made once each."""
+    from repogym import baserun, validate
+    from repogym.repo import open_repo
+
+    groups: dict[tuple[str, str], list[Any]] = {}
     for rec in records:
-        if rec.task_id in done:
-            continue
-        src = open_repo(repo or rec.repo, rec.commit_sha, say=say)
-        spec = baserun.prepare_with_base(src, chosen, say=say)
-        try:
-            if runner is not None:
-                tips = tips_path.read_text() if tips_path and tips_path.exists() else ""
-                record, _ = validate.validate_with_agent(rec, src, spec, runner, tips)
-            else:
-                base = validate.Baseline(spec)
-                record = validate.validate_auto(rec, src, spec, base, timeout or base.timeout(), max_fail_fraction)
-            append_record(output, record)
-            console.print(f"{rec.task_id}: validated")
-        except validate.Rejected as e:
-            rejected += 1
-            console.print(f"{rec.task_id}: rejected: {e}")
-    if rejected:
-        raise typer.Exit(1)
+        groups.setdefault((repo or rec.repo, rec.commit_sha), []).append(rec)
+    for (where, sha), recs in groups.items():
+        src = open_repo(where, sha, say=say)
+        spec = baserun.prepare_with_base(src, backend, say=say)
+        yield recs, validate.CandidateValidator(src, spec, runner, tips, timeout, mff)
 
 
 @app.command("check")
@@ -205,6 +242,8 @@ def check_cmd(
     backend: str | None = BACKEND_OPT,
     repo: str | None = typer.Option(None, "--repo", help="Repository (default: each record's `repo`)."),
     output: Path = typer.Option(Path("check_results.jsonl"), "--output", help="Append check records here."),
+    executor: str = EXECUTOR_OPT,
+    ray_address: str | None = RAY_ADDRESS_OPT,
 ) -> None:
     """Run the three LLM-free checks on validated tasks, in parallel (check_results.jsonl)."""
     from repogym.check import check_many
@@ -225,7 +264,10 @@ def check_cmd(
             results.append(rec)
             advance(f"{rec.task_id}: {'ok' if rec.ok else 'failed'}")
 
-        check_many(todo, resolve, workers=workers, timeout_s=timeout, reruns=reruns, on_done=on_done)
+        check_many(
+            todo, resolve, workers=workers, timeout_s=timeout, reruns=reruns, on_done=on_done,
+            executor=pick_executor(executor, workers, ray_address),
+        )  # fmt: skip
     _print_checks(results, len(records) - len(todo))
     if bad or not all(r.ok for r in results):
         raise typer.Exit(1)
@@ -278,6 +320,8 @@ def workflow_cmd(
     timeout: float | None = AUTO_TIMEOUT_OPT,
     reruns: int = typer.Option(0, "--reruns", help="Repeat checks 1 and 3 K times to flag flaky tasks."),
     force_fresh: bool = typer.Option(False, "--force-fresh", help="Delete the state files and start over."),
+    executor: str = EXECUTOR_OPT,
+    ray_address: str | None = RAY_ADDRESS_OPT,
 ) -> None:
     """Repository in, verified tasks out: environment, synthesis, validation and checks, resumable."""
     from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
@@ -314,6 +358,8 @@ def workflow_cmd(
         timeout_s=timeout,
         reruns=reruns,
         force_fresh=force_fresh,
+        executor=executor,
+        ray_address=ray_address,
     )
     summary = Workflow(cfg).run()
     _print_summary(summary)
