@@ -114,3 +114,21 @@ def _kill_one_worker_running(title: str, deadline: float) -> bool:
                 return True
         time.sleep(0.05)
     return False
+
+
+def test_check_on_ray_gives_the_records_of_local(cluster: str, task: tuple[Path, Path], tmp_path: Path) -> None:
+    _, validated = task
+    outs = {}
+    for name, extra in (("local", []), ("ray", ["--executor", "ray", "--ray-address", cluster])):
+        outs[name] = tmp_path / f"{name}.jsonl"
+        r = subprocess.run(
+            [sys.executable, "-m", "repogym", "check", str(validated), "--output", str(outs[name]), *extra],
+            capture_output=True, text=True, cwd=ROOT, timeout=600,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stdout + r.stderr
+
+    def verdicts(path: Path) -> list[tuple]:
+        rows = [json.loads(line) for line in path.read_text().splitlines()]
+        return [(r["task_id"], r["ok"], r["reason"], r["FAIL_TO_PASS"], r["PASS_TO_PASS"]) for r in rows]
+
+    assert verdicts(outs["ray"]) == verdicts(outs["local"]) and verdicts(outs["local"])[0][1] is True
