@@ -203,6 +203,29 @@ def test_swe_env_scores_gold_and_wrong_fixes(swe_state: Path, tmp_path: Path) ->
     assert "failed" in by_fix[1][1]["fail_to_pass"].values() or by_fix[1][1]["pass_to_pass_failed"]
 
 
+def test_swe_partial_reward_credits_a_fix_that_breaks_other_tests(swe_state: Path, tmp_path: Path) -> None:
+    """--reward partial: (share of FAIL_TO_PASS passing) x (share of PASS_TO_PASS still passing); the run reports how
+    full it kept the sandbox pool."""
+    from conftest import EXAMPLE
+
+    gold = (EXAMPLE / "scheme" / "builtins.py").read_text()
+    no_reverse = gold.replace('        "reverse": reverse,\n', "")
+    assert no_reverse != gold
+    out = tmp_path / "groups.jsonl"
+    with ScriptedServer(agent_script({0: gold, 1: no_reverse})) as server:
+        r = run_cli("rl", "process", "swe", str(swe_state), "--items", "1", "--group-size", "2", "--out", str(out),
+                    "--api-base", server.url, "--max-turns", "4", "--reward", "partial")  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "slots_busy_mean=" in r.stdout
+    group = json.loads(out.read_text())
+    scores = {int(m[2]["tool_calls"][0]["id"][1:]): s for m, s in zip(group["messages"], group["scores"], strict=True)}
+    assert scores[0] == 1.0
+    if "test_list_ref" in json.dumps(group["meta"]["item_meta"]):  # its own test passes, reverse's breaks
+        assert 0.0 < scores[1] < 1.0
+    else:  # the reverse task: its own test fails, so nothing is credited
+        assert scores[1] == 0.0
+
+
 def test_killed_sandbox_is_an_infrastructure_failure(gsm_data: Path) -> None:
     env = Gsm8kEnv(gsm_data)
     item = env.next_item()

@@ -21,6 +21,7 @@ from typing import Any
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.records import ValidatedRecord
 from repogym.repo import GitError, RepoSource, apply_diff, changed_files, git, temp_sealed_copy
+from repogym.scoring import reward, split_outcomes
 from repogym.testresults import TestRun
 
 TEST_DIRS = {"test", "tests", "testing"}
@@ -48,9 +49,8 @@ class Grade:
 
 def verdict(rec: ValidatedRecord, outcomes: Mapping[str, str]) -> tuple[dict[str, str], list[str], bool]:
     """(FAIL_TO_PASS outcome per test, PASS_TO_PASS tests that failed or went missing, resolved)."""
-    f2p = {t: outcomes.get(t, "missing") for t in rec.FAIL_TO_PASS or []}
-    p2p_failed = [t for t in rec.PASS_TO_PASS or [] if outcomes.get(t) != "passed"]
-    return f2p, p2p_failed, bool(f2p) and all(v == "passed" for v in f2p.values()) and not p2p_failed
+    f2p, p2p_failed = split_outcomes(outcomes, rec.FAIL_TO_PASS or [], rec.PASS_TO_PASS or [])
+    return f2p, p2p_failed, reward(f2p, rec.PASS_TO_PASS or [], p2p_failed) == 1.0
 
 
 def solution_diff(agent_wc: Path, trusted_wc: Path) -> str:

@@ -35,6 +35,10 @@ PARSER_OPT = typer.Option(None, "--parser", help="managed: tool-call parser (her
 GROUP_SIZE_OPT = typer.Option(None, "--group-size", help="Rollouts per group (default 4).")
 MAX_TURNS_OPT = typer.Option(None, "--max-turns", help="Model calls per rollout (default 10).")
 MAX_TOKENS_OPT = typer.Option(None, "--max-tokens", help="Tokens per model call (default 512).")
+SLOTS_OPT = typer.Option(None, "--slots", help="Sandbox slots, i.e. concurrent rollouts (default 8).")
+REWARD_OPT = typer.Option(None, "--reward", help="swe: binary (default) or partial credit.")
+RL_EXECUTOR_OPT = typer.Option(None, "--executor", help="local (default) or ray: each group a Ray task.")
+RL_RAY_OPT = typer.Option(None, "--ray-address", help="Ray cluster address (default: running cluster, else local).")
 
 
 def _print_rl(report: RunReport) -> None:
@@ -63,6 +67,10 @@ def rl_process(
     max_turns: int | None = MAX_TURNS_OPT,
     max_tokens: int | None = MAX_TOKENS_OPT,
     seed: int | None = typer.Option(None, "--seed", help="Item order."),
+    slots: int | None = SLOTS_OPT,
+    reward: str | None = REWARD_OPT,
+    executor: str | None = RL_EXECUTOR_OPT,
+    ray_address: str | None = RL_RAY_OPT,
 ) -> None:
     """Run groups of rollouts and write the scored groups to JSONL; no trainer needed."""
     from repogym.rl.run import process
@@ -70,7 +78,8 @@ def rl_process(
     cfg = _rl_config(
         config, env=env, data=data, items=items, group_size=group_size, model=model, api_base=api_base,
         server_format=server_format, tokenizer=tokenizer, chat_template=chat_template, parser=parser,
-        max_turns=max_turns, max_tokens=max_tokens, seed=seed,
+        max_turns=max_turns, max_tokens=max_tokens, seed=seed, slots=slots, reward=reward, executor=executor,
+        ray_address=ray_address,
     )  # fmt: skip
     _print_rl(process(cfg, out))
 
@@ -91,6 +100,10 @@ def rl_serve(
     parser: str | None = PARSER_OPT,
     max_turns: int | None = MAX_TURNS_OPT,
     max_tokens: int | None = MAX_TOKENS_OPT,
+    slots: int | None = SLOTS_OPT,
+    reward: str | None = REWARD_OPT,
+    executor: str | None = RL_EXECUTOR_OPT,
+    ray_address: str | None = RL_RAY_OPT,
 ) -> None:
     """Register with an Atropos-compatible trajectory API and send scored groups as the trainer takes them."""
     from repogym.rl.run import serve
@@ -98,7 +111,8 @@ def rl_serve(
     cfg = _rl_config(
         config, env=env, data=data, items=items, group_size=group_size, model=model, api_base=api_base,
         server_format=server_format, tokenizer=tokenizer, chat_template=chat_template, parser=parser,
-        max_turns=max_turns, max_tokens=max_tokens,
+        max_turns=max_turns, max_tokens=max_tokens, slots=slots, reward=reward, executor=executor,
+        ray_address=ray_address,
     )  # fmt: skip
     _print_rl(serve(cfg, api, lambda info: say(f"registered as env {info['env_id']} ({info.get('wandb_name')})")))
 
@@ -117,6 +131,9 @@ def rl_eval(
     parser: str | None = PARSER_OPT,
     max_turns: int | None = MAX_TURNS_OPT,
     max_tokens: int | None = MAX_TOKENS_OPT,
+    reward: str | None = REWARD_OPT,
+    executor: str | None = RL_EXECUTOR_OPT,
+    ray_address: str | None = RL_RAY_OPT,
 ) -> None:
     """Greedy evaluation (temperature 0, one rollout per item) on the held-out split."""
     from repogym.rl.run import evaluate
@@ -124,6 +141,7 @@ def rl_eval(
     cfg = _rl_config(
         config, env=env, data=data, items=items, model=model, api_base=api_base, server_format=server_format,
         tokenizer=tokenizer, chat_template=chat_template, parser=parser, max_turns=max_turns, max_tokens=max_tokens,
+        reward=reward, executor=executor, ray_address=ray_address,
     )  # fmt: skip
     report = evaluate(cfg)
     stats = report.stats

@@ -13,10 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from repogym.agents.loop import AgentConfig
 from repogym.errors import RepogymError
+from repogym.executor import Executor, InfrastructureFailure, make_executor
 from repogym.llm import LLM, Model, ModelConfig
 from repogym.rl.atropos import AtroposClient, JsonlSink
 from repogym.rl.envs.base import Environment, GroupResult, run_group
 from repogym.rl.scored import ScoredGroup
+from repogym.sandbox.limits import Limits
 from repogym.sandbox.pool import SandboxPool
 
 
@@ -48,6 +50,11 @@ class RlConfig(BaseModel):
     normalize_std: bool = Field(False, description="Divide advantages by the group's std.")
     max_batches_offpolicy: int = Field(3, description="serve: batches the env may run ahead of the trainer.")
     max_token_length: int = Field(8192, description="serve: announced to the trainer.")
+    groups_in_flight: int | None = Field(None, description="Groups run at once (default: enough to fill the slots).")
+    executor: str = Field("local", description="Where groups run: local (one pool here) or ray (a group per task).")
+    ray_address: str | None = Field(None, description="Ray cluster address (default: running cluster, else local).")
+    reward: str = Field("binary", description="swe: binary (resolved) or partial (share of F2P x share of P2P).")
+    limits: Limits = Field(default_factory=Limits, description="swe: processes, memory and disk of each sandbox.")
 
     def item_count(self, default: int) -> int:
         return self.items if self.items is not None else default
@@ -84,7 +91,7 @@ def make_env(cfg: RlConfig) -> Environment:
 
         if cfg.data is None:
             raise RepogymError("the swe environment needs a workflow state dir: repogym rl process swe STATE_DIR")
-        return SweEnv(cfg.data, seed=cfg.seed)
+        return SweEnv(cfg.data, seed=cfg.seed, reward=cfg.reward, limits=cfg.limits)
     raise RepogymError(f"unknown environment {cfg.env!r}; choose one of: gsm8k, swe")
 
 
@@ -109,17 +116,27 @@ def make_model(cfg: RlConfig, temperature: float) -> Model:
 async def groups(
     cfg: RlConfig, env: Environment, items: list[dict[str, Any]], temperature: float, group_size: int,
     on_group: Callable[[GroupResult], Any], on_slot: Callable[[Any], None] | None = None,
-) -> None:  # fmt: skip
-    """Run one group per item, all through one sandbox pool."""
+) -> float:  # fmt: skip
+    """Run one group per item through one sandbox pool, groups overlapping so the pool stays full: at most
+    ``cfg.groups_in_flight`` at once (default: enough to fill every slot, plus one). ``on_group`` gets each
+    result as it finishes and may wait (a trainer's back-pressure); returns the slots busy on average."""
     model = make_model(cfg, temperature)
     pool = SandboxPool(env.make_sandbox, size=cfg.slots)
     agent = AgentConfig(max_turns=cfg.max_turns, command_timeout_s=60)
-    try:
-        for item in items:
+    gate = asyncio.Semaphore(cfg.groups_in_flight or -(-cfg.slots // group_size) + 1)
+    delivering = asyncio.Lock()  # results are handed on one at a time, in completion order
+
+    async def one(item: dict[str, Any]) -> None:
+        async with gate:
             result = await run_group(env, item, group_size, model, pool, agent, cfg.normalize_std, on_slot)
-            out = on_group(result)
-            if asyncio.iscoroutine(out):
-                await out
+            async with delivering:
+                out = on_group(result)
+                if asyncio.iscoroutine(out):
+                    await out
+
+    try:
+        await asyncio.gather(*(one(item) for item in items))
+        return pool.busy_mean()
     finally:
         pool.close()
         await model.close()
@@ -151,8 +168,9 @@ class RunReport(BaseModel):
 async def _collect(
     cfg: RlConfig, env: Environment, items: list[dict[str, Any]], temperature: float, group_size: int,
     send: Callable[[ScoredGroup], Any] | None,
-) -> list[GroupResult]:  # fmt: skip
-    """Every group's result; each scored group also goes to ``send`` (run in a thread: it may block)."""
+) -> tuple[list[GroupResult], float]:  # fmt: skip
+    """Every group's result and the slots busy on average; each scored group also goes to ``send`` (run in a
+    thread: it may block)."""
     results: list[GroupResult] = []
 
     async def on_group(r: GroupResult) -> None:
@@ -160,21 +178,74 @@ async def _collect(
         if send is not None and r.group is not None:
             await asyncio.to_thread(send, r.group)
 
-    await groups(cfg, env, items, temperature, group_size, on_group)
-    return results
+    busy = await groups(cfg, env, items, temperature, group_size, on_group)
+    return results, busy
 
 
-def _report(env: Environment, results: list[GroupResult], **extra: Any) -> RunReport:
+def _collect_on(
+    executor: Executor[dict[str, Any], GroupResult], cfg: RlConfig, items: list[dict[str, Any]], temperature: float,
+    group_size: int, send: Callable[[ScoredGroup], Any] | None,
+) -> tuple[list[GroupResult], float]:  # fmt: skip
+    """Each group as one executor unit (a Ray task with a pool of its own on its node); ``send`` runs here, as
+    each group comes back, so a trainer's back-pressure holds the driver."""
+    results: list[GroupResult] = []
+
+    def on_done(item: dict[str, Any], res: GroupResult | InfrastructureFailure) -> None:
+        if isinstance(res, InfrastructureFailure):
+            res = GroupResult(group=None, failures=[{"stop_reason": "infrastructure_error", "error": str(res)}])
+        results.append(res)
+        if send is not None and res.group is not None:
+            send(res.group)
+
+    executor.run(GroupRunner(cfg, temperature, group_size), items, on_done)
+    return results, float("nan")
+
+
+class GroupRunner:
+    """One group of one item, start to score, with its own model client and sandbox pool; picklable."""
+
+    def __init__(self, cfg: RlConfig, temperature: float, group_size: int) -> None:
+        self.cfg, self.temperature, self.group_size = cfg, temperature, group_size
+
+    def __call__(self, item: dict[str, Any]) -> GroupResult:
+        return asyncio.run(self._run(item))
+
+    async def _run(self, item: dict[str, Any]) -> GroupResult:
+        env = make_env(self.cfg)
+        model = make_model(self.cfg, self.temperature)
+        pool = SandboxPool(env.make_sandbox, size=self.group_size)
+        agent = AgentConfig(max_turns=self.cfg.max_turns, command_timeout_s=60)
+        try:
+            return await run_group(env, item, self.group_size, model, pool, agent, self.cfg.normalize_std)
+        finally:
+            pool.close()
+            await model.close()
+
+
+def _run_groups(
+    cfg: RlConfig, env: Environment, items: list[dict[str, Any]], temperature: float, group_size: int,
+    send: Callable[[ScoredGroup], Any] | None,
+) -> tuple[list[GroupResult], float]:  # fmt: skip
+    """The groups of a run, on this machine's one pool or as executor units (``cfg.executor``)."""
+    if cfg.executor == "local":
+        return asyncio.run(_collect(cfg, env, items, temperature, group_size, send))
+    executor = make_executor(cfg.executor, max(1, cfg.slots // group_size), cfg.ray_address)
+    return _collect_on(executor, cfg, items, temperature, group_size, send)
+
+
+def _report(env: Environment, run: tuple[list[GroupResult], float], **extra: Any) -> RunReport:
+    results, busy = run
     failures = [f for r in results for f in r.failures]
-    return RunReport(env=env.name, stats=summary(results) | extra, failures=failures)
+    stats = summary(results) | {"slots_busy_mean": None if busy != busy else round(busy, 2)} | extra
+    return RunReport(env=env.name, stats=stats, failures=failures)
 
 
 def process(cfg: RlConfig, out: Path) -> RunReport:
     """`rl process`: groups of rollouts, each scored group appended to ``out`` (JSONL); no trainer needed."""
     env = make_env(cfg)
     items = [env.next_item() for _ in range(cfg.item_count(4))]
-    results = asyncio.run(_collect(cfg, env, items, cfg.temperature, cfg.group_size, JsonlSink(out).send))
-    return _report(env, results, out=str(out))
+    run = _run_groups(cfg, env, items, cfg.temperature, cfg.group_size, JsonlSink(out).send)
+    return _report(env, run, out=str(out))
 
 
 def serve(cfg: RlConfig, api: str, on_registered: Callable[[dict[str, Any]], None]) -> RunReport:
@@ -192,11 +263,11 @@ def serve(cfg: RlConfig, api: str, on_registered: Callable[[dict[str, Any]], Non
         client.send(group)
 
     items = [env.next_item() for _ in range(cfg.item_count(4))]
-    return _report(env, asyncio.run(_collect(cfg, env, items, cfg.temperature, cfg.group_size, send)), api=api)
+    return _report(env, _run_groups(cfg, env, items, cfg.temperature, cfg.group_size, send), api=api)
 
 
 def evaluate(cfg: RlConfig) -> RunReport:
     """`rl eval`: one greedy rollout (temperature 0) per held-out item, ``cfg.items`` of them (default: all)."""
     env = make_env(cfg)
     held_out = env.items("eval")[: cfg.items]
-    return _report(env, asyncio.run(_collect(cfg, env, held_out, 0.0, 1, None)))
+    return _report(env, _run_groups(cfg, env, held_out, 0.0, 1, None))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import shutil
 import tempfile
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,17 +43,31 @@ class SandboxPool:
         self.creating = asyncio.Semaphore(max_creating)
         self.replaced = 0
         self.created = 0
+        self.size = size
+        self.busy_seconds = 0.0  # slot-seconds between acquire and release: how full the pool was kept
+        self.opened = time.monotonic()
+        self._since: dict[int, float] = {}
 
     async def acquire(self, prepare: Callable[[Path], None]) -> Slot:
         """A slot whose /repo was filled by ``prepare(repo_dir)`` and whose sandbox is fresh."""
         slot = await self.free.get()
+        self._since[slot.index] = time.monotonic()
         try:
             async with self.creating:
                 await asyncio.to_thread(self._fill, slot, prepare)
         except BaseException:
-            self.free.put_nowait(slot)
+            self._free(slot)
             raise
         return slot
+
+    def _free(self, slot: Slot) -> None:
+        self.busy_seconds += time.monotonic() - self._since.pop(slot.index, time.monotonic())
+        self.free.put_nowait(slot)
+
+    def busy_mean(self) -> float:
+        """Slots busy on average since the pool opened (``size`` would be a pool never idle)."""
+        elapsed = time.monotonic() - self.opened
+        return self.busy_seconds / elapsed if elapsed > 0 else 0.0
 
     def _fill(self, slot: Slot, prepare: Callable[[Path], None]) -> None:
         shutil.rmtree(slot.dir, ignore_errors=True)
@@ -78,7 +93,7 @@ class SandboxPool:
             slot.sandbox.close()
             slot.sandbox = None
         await asyncio.to_thread(shutil.rmtree, slot.dir, True)
-        self.free.put_nowait(slot)
+        self._free(slot)
 
     def close(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)

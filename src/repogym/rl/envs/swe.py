@@ -2,7 +2,8 @@
 
 Each rollout gets a sealed working copy (the task state, no history) in its own sandbox; the reward is graded by
 `grading` on a fresh copy (the rollout's diff, test files and infrastructure left out, plus tests.diff): 1.0 when
-every FAIL_TO_PASS test passes and no PASS_TO_PASS test fails, else 0.0.
+every FAIL_TO_PASS test passes and no PASS_TO_PASS test fails, else 0.0; or, with ``reward="partial"``, the share
+of FAIL_TO_PASS tests passing times the share of PASS_TO_PASS tests still passing.
 """
 
 from __future__ import annotations
@@ -20,14 +21,26 @@ from repogym.records import CheckRecord, ValidatedRecord, load_records
 from repogym.repo import RepoSource, open_repo, sealed_copy
 from repogym.rl.envs.base import Environment
 from repogym.sandbox.base import Sandbox
+from repogym.sandbox.limits import Limits
+from repogym.scoring import MODES, reward
 
 
 class SweEnv(Environment):
     name = "swe"
     tools = ALL_TOOLS
 
-    def __init__(self, state_dir: Path, seed: int = 0, suite_timeout_s: float = 900.0) -> None:
+    def __init__(
+        self,
+        state_dir: Path,
+        seed: int = 0,
+        suite_timeout_s: float = 900.0,
+        reward: str = "binary",
+        limits: Limits | None = None,
+    ) -> None:
         super().__init__(seed)
+        if reward not in MODES:
+            raise RepogymError(f"unknown reward {reward!r}; choose one of: {', '.join(MODES)}")
+        self.reward_mode, self.limits = reward, limits
         spec_file = state_dir / "env.json"
         if not spec_file.exists():
             raise RepogymError(f"{state_dir}: not a workflow state dir (no env.json); run `repogym workflow` first")
@@ -69,7 +82,7 @@ class SweEnv(Environment):
         sealed_copy(self._source(rec), rec.src_diff, repo_dir)
 
     def make_sandbox(self, repo_dir: Path) -> Sandbox:
-        return open_env_sandbox(self.spec, repo_dir, session=True)
+        return open_env_sandbox(self.spec, repo_dir, self.limits, session=True)
 
     def reward(self, item: dict[str, Any], traj: Trajectory, sandbox: Sandbox) -> tuple[float, dict[str, Any]]:
         rec: ValidatedRecord = item["record"]
@@ -77,4 +90,5 @@ class SweEnv(Environment):
         if g.error:
             raise RepogymError(g.error)
         info = {"fail_to_pass": g.fail_to_pass, "pass_to_pass_failed": g.pass_to_pass_failed, "dropped": g.dropped}
-        return (1.0 if g.resolved else 0.0), info
+        score = reward(g.fail_to_pass, rec.PASS_TO_PASS or [], g.pass_to_pass_failed, self.reward_mode)
+        return score, info
