@@ -330,3 +330,15 @@ def test_remove_tests_cuts_several_functions_of_one_file_by_position(tmp_path: P
     # A test that its class inherits cannot be cut out of that class: the whole module goes.
     assert remove_tests(tmp_path, ["tests.test_b.TestInherits::test_from_base"]) == ["tests/test_b.py"]
     assert not (tmp_path / "tests" / "test_b.py").exists()
+
+
+def test_a_failing_text_doctest_moves_whole(tmp_path: Path) -> None:
+    from repogym.validate import Rejected, remove_tests
+
+    (tmp_path / "README.md").write_text(">>> 1 + 1\n2\n")
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "mod.py").write_text("def f():\n    '''>>> f()'''\n")
+    assert remove_tests(tmp_path, ["pytest::README.md"]) == ["README.md"]
+    assert not (tmp_path / "README.md").exists()
+    with pytest.raises(Rejected, match="not a test module"):
+        remove_tests(tmp_path, ["pkg.mod::pkg.mod.f"])

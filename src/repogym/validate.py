@@ -28,6 +28,7 @@ from repogym.repo import RepoSource, changed_files, commit_all, diff, git, temp_
 from repogym.testresults import TestRun
 
 COLLECTION_ERROR_CODES = (2, 3, 4, 5)  # pytest: interrupted, internal error, usage error, no tests collected
+DOC_SUFFIXES = (".md", ".rst", ".txt")
 KILLED_CODES = (-9, 137)  # SIGKILL: the sandbox's memory or process limit
 MAX_REPAIRS = 3
 
@@ -197,6 +198,8 @@ def split_test_id(test_id: str) -> tuple[str, str]:
 def test_location(wc: Path, test_id: str) -> tuple[str, list[str], str]:
     """(file, class path, function name) of a JUnit test id such as ``tests.test_a.TestK::test_x[1]``."""
     cls, func = split_test_id(test_id)
+    if Path(func).suffix in DOC_SUFFIXES and (wc / func).is_file():
+        return func, [], ""  # a text file of doctests (--doctest-glob): it moves whole
     parts = [p for p in cls.split(".") if p]
     if not parts and func:
         parts, func = func.split("."), ""  # a module-level error: the name is the module
@@ -209,9 +212,14 @@ def test_location(wc: Path, test_id: str) -> tuple[str, list[str], str]:
 
 def _test_file(wc: Path, test_id: str) -> str:
     rel = test_location(wc, test_id)[0]
-    if not is_test_path(rel):
+    if not _movable(rel):
         raise Rejected(f"test {test_id!r} lives in {rel}, which is not a test module (a doctest?)")
     return rel
+
+
+def _movable(rel: str) -> bool:
+    """Test modules, and text files of doctests, may move into tests.diff; source modules never."""
+    return is_test_path(rel) or Path(rel).suffix in DOC_SUFFIXES
 
 
 def remove_tests(wc: Path, test_ids: list[str], whole: set[str] | None = None) -> list[str]:
@@ -221,7 +229,7 @@ def remove_tests(wc: Path, test_ids: list[str], whole: set[str] | None = None) -
     targets: dict[str, set[tuple[tuple[str, ...], str]]] = {}
     for tid in test_ids:
         rel, classes, func = test_location(wc, tid)
-        if not is_test_path(rel):
+        if not _movable(rel):
             raise Rejected(f"test {tid!r} lives in {rel}, which is not a test module (a doctest?)")
         targets.setdefault(rel, set()).add((tuple(classes), func))
     for rel, wanted in targets.items():
@@ -235,6 +243,8 @@ def remove_tests(wc: Path, test_ids: list[str], whole: set[str] | None = None) -
 
 def _remove_functions(path: Path, wanted: set[tuple[tuple[str, ...], str]]) -> bool:
     """Cut the wanted functions out of ``path``; False (and no change) when one of them is not there."""
+    if path.suffix != ".py":
+        return False
     text = path.read_text()
     spans = sorted(_function_spans(ast.parse(text), wanted), key=lambda span: span[2], reverse=True)  # last first
     if len({(c, f) for c, f, *_ in spans}) < len(wanted):
