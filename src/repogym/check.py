@@ -18,28 +18,20 @@ from repogym import baserun
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.errors import RepogymError
 from repogym.executor import Executor, InfrastructureFailure, LocalExecutor
+from repogym.grading import gold_patch, run_solution
 from repogym.records import CheckOutcome, CheckRecord, ValidatedRecord
-from repogym.repo import GitError, RepoSource, apply_diff, changed_files, temp_working_copy
+from repogym.repo import GitError, RepoSource, apply_diff, temp_working_copy
 from repogym.testresults import TestRun
 
 
-def gold_patch_args(rec: ValidatedRecord) -> list[str]:
-    """git apply options that restrict reverse(src.diff) to files that tests.diff does not touch."""
-    return [f"--exclude={f}" for f in changed_files(rec.tests_diff)]
-
-
-def _state(wc: Path, rec: ValidatedRecord, tests: bool, gold: bool) -> str | None:
-    """Bring a base working copy to the wanted state; returns a reason when a diff does not apply."""
-    steps: list[tuple[str, str, bool, list[str]]] = [("src.diff", rec.src_diff, False, [])]
-    if tests:
-        steps.append(("tests.diff", rec.tests_diff, False, []))
-    if gold:
-        steps.append(("the gold patch (reverse src.diff)", rec.src_diff, True, gold_patch_args(rec)))
-    for name, patch, reverse, extra in steps:
-        if not patch.strip() and name != "the gold patch (reverse src.diff)":
+def _state(wc: Path, rec: ValidatedRecord, tests: bool) -> str | None:
+    """Bring a base working copy to the task state (with tests.diff); returns a reason when a diff does not apply."""
+    steps = [("src.diff", rec.src_diff)] + ([("tests.diff", rec.tests_diff)] if tests else [])
+    for name, patch in steps:
+        if not patch.strip():
             return f"{name} is empty"
         try:
-            apply_diff(wc, patch, reverse=reverse, extra=extra)
+            apply_diff(wc, patch)
         except GitError as e:
             return f"{name} does not apply: {e}"
     return None
@@ -50,13 +42,13 @@ def run_state(
     spec: EnvSpec,
     rec: ValidatedRecord,
     tests: bool,
-    gold: bool,
     timeout_s: float,
     excluded: set[str] | None = None,
 ) -> tuple[TestRun | None, str | None]:
-    """One state's run, judged without the ``excluded`` tests (the base's known failures and flaky tests)."""
+    """Check 1's or 2's run, judged without the ``excluded`` tests (the base's known failures and flaky tests).
+    Check 3 runs through the grader (``grading.run_solution``), the same path as every agent's grade."""
     with temp_working_copy(src, prefix="repogym-check-") as wc:
-        reason = _state(wc, rec, tests, gold)
+        reason = _state(wc, rec, tests)
         if reason:
             return None, reason
         with open_env_sandbox(spec, wc) as sb:
@@ -89,9 +81,15 @@ def check_task(
         return out
     for attempt in range(reruns + 1):
         if attempt > 0:
-            run1, _ = run_state(src, spec, rec, tests=False, gold=False, timeout_s=timeout_s, excluded=excluded)
+            run1, _ = run_state(src, spec, rec, tests=False, timeout_s=timeout_s, excluded=excluded)
             out.flaky |= run1 is not None and run1.outcomes != first.outcomes
-        run3, reason = run_state(src, spec, rec, tests=True, gold=True, timeout_s=timeout_s, excluded=excluded)
+        try:
+            gold = gold_patch(src, rec)
+        except GitError as e:
+            out.checks.append(_outcome("gold_passes", None, False, f"the gold patch does not apply: {e}"))
+            out.reason = f"the gold patch does not apply: {e}"
+            return out
+        run3, reason = run_solution(src, spec, rec, gold, timeout_s, excluded)
         if reason or run3 is None:
             out.checks.append(_outcome("gold_passes", None, False, reason or ""))
             out.reason = reason or "the gold patch could not be applied"
@@ -116,7 +114,7 @@ def _checks_1_and_2(
     rec: ValidatedRecord, src: RepoSource, spec: EnvSpec, timeout_s: float, excluded: set[str], out: CheckRecord
 ) -> TestRun | None:
     """Checks 1 and 2 into ``out`` (FAIL_TO_PASS, PASS_TO_PASS); returns check 1's run, None when one failed."""
-    run1, reason = run_state(src, spec, rec, tests=False, gold=False, timeout_s=timeout_s, excluded=excluded)
+    run1, reason = run_state(src, spec, rec, tests=False, timeout_s=timeout_s, excluded=excluded)
     if reason or run1 is None:
         out.checks.append(_outcome("task_state", None, False, reason or ""))
         out.reason = reason or "task state could not be built"
@@ -125,7 +123,7 @@ def _checks_1_and_2(
     if not run1.all_passed:
         out.reason = _why_task_state(run1)
         return None
-    run2, reason = run_state(src, spec, rec, tests=True, gold=False, timeout_s=timeout_s, excluded=excluded)
+    run2, reason = run_state(src, spec, rec, tests=True, timeout_s=timeout_s, excluded=excluded)
     if reason or run2 is None:
         out.checks.append(_outcome("tests_fail", None, False, reason or ""))
         out.reason = reason or "tests.diff could not be applied"

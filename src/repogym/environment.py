@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field, model_validator
 
 from repogym import env_venv
 from repogym.errors import RepogymError
-from repogym.project import deps, imports, pytest_config, vcs_version
+from repogym.project import deps, imports, plugins, pytest_config, vcs_version
 from repogym.project import dockerfile as dockerfile_mod
 from repogym.repo import RepoSource, temp_working_copy
 from repogym.sandbox import Limits, Sandbox, open_sandbox
@@ -270,8 +270,17 @@ def build(
     """Build the environment (idempotent: an existing one is reused) and return the spec with its location."""
     say = say or (lambda _m: None)
     if spec.backend in ("bwrap", "process"):
-        return env_venv.build_venv(spec, repo_dir, say)
-    return _build_image(spec, repo_dir, dockerfile, say)
+        return _with_own_plugins(env_venv.build_venv(spec, repo_dir, say), repo_dir)
+    return _with_own_plugins(_build_image(spec, repo_dir, dockerfile, say), repo_dir)
+
+
+def _with_own_plugins(spec: EnvSpec, repo_dir: Path) -> EnvSpec:
+    """The built environment with plugin autoloading off and its own plugins named (see project/plugins.py)."""
+    if "PYTEST_DISABLE_PLUGIN_AUTOLOAD" in spec.test_env:
+        return spec
+    with open_env_sandbox(spec, repo_dir) as sb:
+        env, note = plugins.autoload_off_env(sb)
+    return spec.model_copy(update={"test_env": {**spec.test_env, **env}, "notes": [*spec.notes, note]})
 
 
 def _build_image(spec: EnvSpec, repo_dir: Path, dockerfile: Path | None, say: Callable[[str], None]) -> EnvSpec:

@@ -3,14 +3,13 @@
 The grade never runs in the agent's tree. The agent's changes are read as a diff against the task state through
 a git directory of repogym's own (the agent's ``.git`` may be rewritten), changes to the hidden tests and to test
 infrastructure are dropped (and named), the rest is applied to a fresh task-state copy with tests.diff, and the
-suite runs in a fresh sandbox with pytest's plugin autoloading off: only the plugins the environment itself
-installed are loaded, so a plugin planted in the working copy (a ``*.dist-info`` entry point) never runs.
+suite runs in a fresh sandbox the way every run of the environment does: pytest's plugin autoloading off, only
+the environment's own plugins loaded (``project/plugins.py``), so a plugin planted in the working copy never runs.
 """
 
 from __future__ import annotations
 
 import configparser
-import json
 import re
 import tomllib
 from collections.abc import Mapping
@@ -20,7 +19,7 @@ from typing import Any
 
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.records import ValidatedRecord
-from repogym.repo import GitError, RepoSource, apply_diff, changed_files, git, temp_sealed_copy
+from repogym.repo import GitError, RepoSource, apply_diff, changed_files, diff, git, temp_sealed_copy
 from repogym.scoring import reward, split_outcomes
 from repogym.testresults import TestRun
 
@@ -29,10 +28,6 @@ STARTUP_HOOKS = {"sitecustomize.py", "usercustomize.py", "conftest.py"}
 PYTEST_FILES = {"pytest.ini", ".pytest.ini"}
 # Files whose pytest section configures the run: a change to that section is a change to the grader.
 PYTEST_SECTIONS = {"pyproject.toml": "tool.pytest", "setup.cfg": "tool:pytest", "tox.ini": "pytest"}
-_LIST_PLUGINS = (
-    "import importlib.metadata as m, json; "
-    "print(json.dumps(sorted({e.value.split(':')[0] for e in m.entry_points(group='pytest11')})))"
-)
 
 
 @dataclass
@@ -135,33 +130,26 @@ def screen(patch: str, rec: ValidatedRecord, task_wc: Path, agent_wc: Path) -> t
     return "".join(kept), dropped
 
 
-_plugin_env_cache: dict[str, dict[str, str]] = {}
+def gold_patch_args(rec: ValidatedRecord) -> list[str]:
+    """git apply options that restrict reverse(src.diff) to files that tests.diff does not touch."""
+    return [f"--exclude={f}" for f in changed_files(rec.tests_diff)]
 
 
-def plugin_env(spec: EnvSpec, wc: Path) -> dict[str, str]:
-    """PYTEST_DISABLE_PLUGIN_AUTOLOAD plus ``-p`` for each plugin installed in the environment itself.
-
-    Listed from outside the working copy (``python -I`` in /tmp), so the working copy cannot add to the list.
-    """
-    key = f"{spec.backend}:{spec.venv or spec.image}:{spec.key}"
-    if key not in _plugin_env_cache:
-        with open_env_sandbox(spec, wc) as sb:
-            r = sb.exec(["python3", "-I", "-c", _LIST_PLUGINS], cwd=sb.tmp_inside, timeout_s=120)
-        try:
-            mods = json.loads(r.stdout.strip().splitlines()[-1]) if r.ok else []
-        except (json.JSONDecodeError, IndexError):
-            mods = []
-        opts = " ".join(f"-p {m}" for m in mods)
-        _plugin_env_cache[key] = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTEST_ADDOPTS": opts}
-    return _plugin_env_cache[key]
+def gold_patch(src: RepoSource, rec: ValidatedRecord) -> str:
+    """The gold patch as a diff against the task state: reverse(src.diff) outside the files tests.diff touches."""
+    with temp_sealed_copy(src, rec.src_diff, prefix="repogym-gold-") as wc:
+        apply_diff(wc, rec.src_diff, reverse=True, extra=gold_patch_args(rec))
+        return diff(wc, "HEAD")
 
 
 def run_solution(
-    src: RepoSource, spec: EnvSpec, rec: ValidatedRecord, patch: str, timeout_s: float
+    src: RepoSource, spec: EnvSpec, rec: ValidatedRecord, patch: str, timeout_s: float, excluded: set[str] | None = None
 ) -> tuple[TestRun | None, str | None]:
-    """Task state + ``patch`` + tests.diff in a fresh copy and a fresh sandbox: (the run, or why it could not)."""
+    """Task state + ``patch`` + tests.diff in a fresh copy and a fresh sandbox: (the run without the ``excluded``
+    tests, or why it could not run). Check 3 runs the gold patch through here, an agent's grade its diff."""
     with temp_sealed_copy(src, rec.src_diff, prefix="repogym-grade-") as wc:
-        return _run_in(wc, spec, rec, patch, timeout_s)
+        run, error = _run_in(wc, spec, rec, patch, timeout_s)
+        return (run.without(excluded) if run is not None and excluded else run), error
 
 
 def _run_in(
@@ -172,9 +160,8 @@ def _run_in(
             apply_diff(wc, diff_text)
         except GitError as e:
             return None, f"{name} does not apply: {e}"
-    env = {**spec.test_env, **plugin_env(spec, wc)}
     with open_env_sandbox(spec, wc) as sb:
-        return run_tests(spec.model_copy(update={"test_env": env}), sb, timeout_s), None
+        return run_tests(spec, sb, timeout_s), None
 
 
 def grade_solution(src: RepoSource, spec: EnvSpec, rec: ValidatedRecord, agent_wc: Path, timeout_s: float) -> Grade:

@@ -8,9 +8,9 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from repogym.check import gold_patch_args
 from repogym.environment import EnvSpec
 from repogym.errors import RepogymError
+from repogym.grading import gold_patch_args
 from repogym.records import ValidatedRecord
 from repogym.repo import RepoSource, apply_diff, diff, git, open_repo, temp_sealed_copy
 from repogym.taskset import StateDir, TaskRow, load_state
