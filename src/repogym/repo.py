@@ -5,6 +5,7 @@ The user's repository is never modified: every operation runs in a working copy 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import re
@@ -110,13 +111,22 @@ def _from_git(git_path: Path, name: str, ref: str | None, origin: str) -> RepoSo
 
 
 def _open_plain_dir(path: Path, say: Callable[[str], None]) -> RepoSource:
-    key = hashlib.sha256(str(path.resolve()).encode()).hexdigest()[:12]
-    copy = cache_dir() / "plain" / f"{path.resolve().name}-{key}"
-    shutil.rmtree(copy, ignore_errors=True)
-    shutil.copytree(path, copy, symlinks=True, ignore=shutil.ignore_patterns(".git", "__pycache__", ".venv"))
-    git(["init", "-q", "-b", "main"], cwd=copy)
-    git(["add", "-A"], cwd=copy)
-    git(["commit", "-q", "--allow-empty", "-m", "repogym base"], cwd=copy)
+    """Commit a copy of the directory; the copy is content-addressed (the commit's sha names it), so concurrent
+    openers (threads, Ray workers) never disturb a copy another one is reading."""
+    parent = _mkdir(cache_dir() / "plain")
+    tmp = Path(tempfile.mkdtemp(prefix=".copy-", dir=parent)) / "repo"
+    try:
+        shutil.copytree(path, tmp, symlinks=True, ignore=shutil.ignore_patterns(".git", "__pycache__", ".venv"))
+        git(["init", "-q", "-b", "main"], cwd=tmp)
+        git(["add", "-A"], cwd=tmp)
+        git(["commit", "-q", "--allow-empty", "-m", "repogym base"], cwd=tmp)
+        sha = git(["rev-parse", "HEAD"], cwd=tmp).strip()
+        copy = parent / f"{path.resolve().name}-{sha[:12]}"
+        if not copy.exists():
+            with contextlib.suppress(OSError):  # another opener won the race: its copy is the same commit
+                tmp.rename(copy)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
     say(f"{path} is not a git repository; committed a copy as the base at {copy}")
     return _from_git(copy, path.resolve().name, None, str(path.resolve()))
 
