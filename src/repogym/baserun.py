@@ -17,11 +17,12 @@ from pathlib import Path
 from repogym.environment import BaseRun, EnvSpec, open_env_sandbox, prepare, run_tests
 from repogym.errors import RepogymError
 from repogym.project import pytest_config
+from repogym.project.pytest_config import is_test_path
 from repogym.repo import RepoSource, cache_dir, temp_working_copy
-from repogym.testresults import TestRun
+from repogym.testresults import DOC_SUFFIXES, TestRun, test_location
 
 KEEP_GOING = "--continue-on-collection-errors"
-RECORD_FORMAT = 2  # in the cache file's name: a new way of judging the base run records it anew
+RECORD_FORMAT = 3  # in the cache file's name: a new way of judging the base run records it anew
 
 
 def _run(src: RepoSource, spec: EnvSpec, timeout_s: float) -> TestRun:
@@ -44,14 +45,14 @@ def record(
         spec, first = _without_unknown_addopts(src, spec, first, timeout_s)
     ignored = _ignore_modules(src, spec, first)
     second = _run(src, spec, timeout_s)
-    base = facts(first, second, ignored)
+    base = _source_doctests_apart(src, facts(first, second, ignored))
     if not base.passed:
         raise RepogymError(_refusal(src, spec, second if second.output else first))
     spec.base = base
     spec.notes += [f"ignored at the base: {m} ({why})" for m, why in ignored.items()]
     say(
-        f"base run: {len(base.passed)} passed, {len(base.known_failures)} known failures, "
-        f"{len(base.flaky)} flaky, {len(ignored)} module(s) ignored"
+        f"base run: {len(base.passed)} passed, {len(base.known_failures)} known failures, {len(base.flaky)} flaky, "
+        f"{len(ignored)} module(s) ignored, {len(base.in_source)} doctest(s) of source modules set apart"
     )
     return spec
 
@@ -77,6 +78,25 @@ def _module_path(wc: Path, name: str) -> str | None:
         if rel and (wc / rel).exists():
             return rel
     return None
+
+
+def _source_doctests_apart(src: RepoSource, base: BaseRun) -> BaseRun:
+    """Doctests that live in source modules (--doctest-modules) cannot be taken out of a task's source: they
+    are recorded apart and judged by no check."""
+    with temp_working_copy(src) as wc:
+        in_source = sorted(t for t in base.passed if _in_source_module(wc, t))
+    if in_source:
+        base.passed = [t for t in base.passed if t not in set(in_source)]
+        base.in_source = in_source
+    return base
+
+
+def _in_source_module(wc: Path, test_id: str) -> bool:
+    try:
+        rel = test_location(wc, test_id)[0]
+    except ValueError:
+        return False
+    return not is_test_path(rel) and Path(rel).suffix not in DOC_SUFFIXES
 
 
 def facts(first: TestRun, second: TestRun, ignored: dict[str, str]) -> BaseRun:

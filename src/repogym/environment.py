@@ -61,18 +61,21 @@ class BaseRun(BaseModel):
     known_failures: dict[str, str] = Field(default_factory=dict, description="Test id -> outcome at the base.")
     flaky: list[str] = Field(default_factory=list, description="Tests whose outcome differed between base runs.")
     ignored_modules: dict[str, str] = Field(default_factory=dict, description="Module -> why it cannot be collected.")
+    in_source: list[str] = Field(
+        default_factory=list, description="Doctests of source modules: part of the code a task changes, never judged."
+    )
     seconds: float = Field(0.0, description="Duration of one base run.")
 
     def excluded(self) -> set[str]:
         """Tests that can never be FAIL_TO_PASS or PASS_TO_PASS, nor fail a check."""
-        return set(self.known_failures) | set(self.flaky)
+        return set(self.known_failures) | set(self.flaky) | set(self.in_source)
 
     def usable(self, tests: set[str]) -> set[str]:
         """The tests that may be FAIL_TO_PASS or PASS_TO_PASS: those that passed in every base run, and new ones
         (added by tests.diff), unless a flaky test of the base has the same function (a parameter that holds the
         time gives a new id on every run)."""
         flaky_functions = {t.split("[", 1)[0] for t in self.flaky}
-        seen = set(self.passed) | set(self.known_failures) | set(self.flaky)
+        seen = set(self.passed) | self.excluded()
         return {t for t in tests if t in self.passed or (t not in seen and t.split("[", 1)[0] not in flaky_functions)}
 
 

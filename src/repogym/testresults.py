@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Literal
 
 Outcome = Literal["passed", "failed", "error", "skipped"]
+DOC_SUFFIXES = (".md", ".rst", ".txt")  # text files of doctests (pytest --doctest-glob)
 _RANK: dict[str, int] = {"skipped": 0, "passed": 1, "failed": 2, "error": 3}
 
 
@@ -122,3 +124,25 @@ def collection_errors(xml_text: str) -> dict[str, str]:
             lines = [line for line in (error.text or "").splitlines() if line.strip().startswith("E ")]
             out[case.get("name", "")] = (lines[-1].strip()[1:].strip() if lines else "collection failure")[:300]
     return out
+
+
+def split_test_id(test_id: str) -> tuple[str, str]:
+    """(JUnit class name, function name) of an id; parameters may hold '::', spaces, brackets or slashes."""
+    head = test_id.split("[", 1)[0]
+    cls, _, name = head.rpartition("::")
+    return cls, name
+
+
+def test_location(wc: Path, test_id: str) -> tuple[str, list[str], str]:
+    """(file, class path, function name) of a JUnit test id such as ``tests.test_a.TestK::test_x[1]``."""
+    cls, func = split_test_id(test_id)
+    if Path(func).suffix in DOC_SUFFIXES and (wc / func).is_file():
+        return func, [], ""  # a text file of doctests (--doctest-glob): it moves whole
+    parts = [p for p in cls.split(".") if p]
+    if not parts and func:
+        parts, func = func.split("."), ""  # a module-level error: the name is the module
+    for k in range(len(parts), 0, -1):
+        rel = "/".join(parts[:k]) + ".py"
+        if (wc / rel).is_file():
+            return rel, parts[k:], func
+    raise ValueError(f"cannot find the file of test {test_id!r}")

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from repogym import baserun, patches
+from repogym import baserun, patches, testresults
 from repogym.agents.cli import ExternalAgentConfig, external_trajectory
 from repogym.agents.loop import AgentConfig, Trajectory, run_agent
 from repogym.environment import BaseRun, EnvSpec, open_env_sandbox, run_tests
@@ -28,7 +28,6 @@ from repogym.repo import RepoSource, changed_files, commit_all, diff, git, temp_
 from repogym.testresults import TestRun
 
 COLLECTION_ERROR_CODES = (2, 3, 4, 5)  # pytest: interrupted, internal error, usage error, no tests collected
-DOC_SUFFIXES = (".md", ".rst", ".txt")
 KILLED_CODES = (-9, 137)  # SIGKILL: the sandbox's memory or process limit
 MAX_REPAIRS = 3
 
@@ -188,26 +187,12 @@ def describe_failures(task: TaskRecord, run: TestRun, failing: list[str]) -> str
     return f"{task.task_description}\n\nThe behaviour is checked by tests such as {shown}."
 
 
-def split_test_id(test_id: str) -> tuple[str, str]:
-    """(JUnit class name, function name) of an id; parameters may hold '::', spaces, brackets or slashes."""
-    head = test_id.split("[", 1)[0]
-    cls, _, name = head.rpartition("::")
-    return cls, name
-
-
 def test_location(wc: Path, test_id: str) -> tuple[str, list[str], str]:
-    """(file, class path, function name) of a JUnit test id such as ``tests.test_a.TestK::test_x[1]``."""
-    cls, func = split_test_id(test_id)
-    if Path(func).suffix in DOC_SUFFIXES and (wc / func).is_file():
-        return func, [], ""  # a text file of doctests (--doctest-glob): it moves whole
-    parts = [p for p in cls.split(".") if p]
-    if not parts and func:
-        parts, func = func.split("."), ""  # a module-level error: the name is the module
-    for k in range(len(parts), 0, -1):
-        rel = "/".join(parts[:k]) + ".py"
-        if (wc / rel).is_file():
-            return rel, parts[k:], func
-    raise Rejected(f"cannot find the file of test {test_id!r}")
+    """testresults.test_location, with a Rejected when the file cannot be found."""
+    try:
+        return testresults.test_location(wc, test_id)
+    except ValueError as e:
+        raise Rejected(str(e)) from e
 
 
 def _test_file(wc: Path, test_id: str) -> str:
@@ -219,7 +204,7 @@ def _test_file(wc: Path, test_id: str) -> str:
 
 def _movable(rel: str) -> bool:
     """Test modules, and text files of doctests, may move into tests.diff; source modules never."""
-    return is_test_path(rel) or Path(rel).suffix in DOC_SUFFIXES
+    return is_test_path(rel) or Path(rel).suffix in testresults.DOC_SUFFIXES
 
 
 def remove_tests(wc: Path, test_ids: list[str], whole: set[str] | None = None) -> list[str]:
