@@ -8,7 +8,8 @@ import pytest
 
 from repogym.sandbox import Limits, open_sandbox
 from repogym.sandbox.bwrap import bwrap_available
-from repogym.sandbox.limits import Cgroup, disk_usage
+from repogym.sandbox.limits import Cgroup
+from repogym.sandbox.session_server import disk_usage
 
 pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
 MIB = 1 << 20

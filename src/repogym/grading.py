@@ -9,25 +9,17 @@ the environment's own plugins loaded (``project/plugins.py``), so a plugin plant
 
 from __future__ import annotations
 
-import configparser
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.records import ValidatedRecord
 from repogym.repo import GitError, RepoSource, apply_diff, changed_files, diff, git, temp_sealed_copy
 from repogym.scoring import reward, split_outcomes
+from repogym.screen import reason
 from repogym.testresults import TestRun
-
-TEST_DIRS = {"test", "tests", "testing"}
-STARTUP_HOOKS = {"sitecustomize.py", "usercustomize.py", "conftest.py"}
-PYTEST_FILES = {"pytest.ini", ".pytest.ini"}
-# Files whose pytest section configures the run: a change to that section is a change to the grader.
-PYTEST_SECTIONS = {"pyproject.toml": "tool.pytest", "setup.cfg": "tool:pytest", "tox.ini": "pytest"}
 
 
 @dataclass
@@ -70,52 +62,14 @@ def split_diff(patch: str) -> list[tuple[str, str]]:
 
 
 def why_dropped(path: str, part: str, rec: ValidatedRecord, task_wc: Path, agent_wc: Path) -> str:
-    """Why a changed file is left out of the graded solution, or '' when it is kept."""
-    p = PurePosixPath(path)
-    if path in changed_files(rec.tests_diff):
-        return "a file the hidden tests add or change"
-    if p.name in STARTUP_HOOKS or p.suffix == ".pth" or p.name in PYTEST_FILES:
-        return "test infrastructure (runs before or around the tests)"
-    if TEST_DIRS & set(p.parts[:-1]) or p.name.startswith("test_") or p.name.endswith("_test.py"):
-        return "a test file"
-    if any(part_.endswith((".dist-info", ".egg-info", ".egg-link")) for part_ in p.parts):
-        return "package metadata (could register a plugin)"
-    if re.search(r"(?m)^(new file mode|new mode|old mode) 120000", part):
-        return "a symbolic link"
-    if re.search(r"(?m)^new file mode", part) and _shadows(p, task_wc):
-        return "a new top-level module (it could shadow the test runner or a library)"
-    if (
-        p.name in PYTEST_SECTIONS
-        and len(p.parts) == 1
-        and _section(task_wc / path, p.name) != _section(agent_wc / path, p.name)
-    ):
-        return "a change to the pytest configuration"
-    return ""
+    """Why a changed file is left out of the graded solution, or '' when it is kept (the policy of screen.py)."""
+    old, new = _text(task_wc / path), _text(agent_wc / path)
+    top_exists = (task_wc / PurePosixPath(path).parts[0]).exists()
+    return reason(path, part, set(changed_files(rec.tests_diff)), old, new, top_exists)
 
 
-def _shadows(p: PurePosixPath, task_wc: Path) -> bool:
-    """A new module at the repository root, the first entry of sys.path when tests run from there."""
-    top = p.parts[0]
-    return (len(p.parts) == 1 and p.suffix == ".py") or (len(p.parts) > 1 and not (task_wc / top).exists())
-
-
-def _section(path: Path, name: str) -> Any:
-    """The pytest section of a configuration file, comparable between two versions (None when absent)."""
-    if not path.is_file():
-        return None
-    text = path.read_text(errors="replace")
-    if name == "pyproject.toml":
-        try:
-            return tomllib.loads(text).get("tool", {}).get("pytest")
-        except tomllib.TOMLDecodeError:
-            return text
-    cfg = configparser.ConfigParser(interpolation=None)
-    try:
-        cfg.read_string(text)
-    except configparser.Error:
-        return text
-    section = PYTEST_SECTIONS[name]
-    return dict(cfg.items(section)) if cfg.has_section(section) else None
+def _text(path: Path) -> str | None:
+    return path.read_text(errors="replace") if path.is_file() and not path.is_symlink() else None
 
 
 def screen(patch: str, rec: ValidatedRecord, task_wc: Path, agent_wc: Path) -> tuple[str, list[str]]:

@@ -1,8 +1,9 @@
-"""Screen an agent's diff before a Harbor verifier grades it: keep the source changes, drop (and name) the
-changes that could decide the grade instead of the code: the hidden tests' files, other test files, files that
-run before or around the tests, package metadata that registers plugins, symbolic links, new top-level modules
-that could shadow the test runner, and edits to the pytest configuration. The same policy as repogym's own
-grading; shipped into each task's tests/ folder (standard library only), since repogym is not installed there.
+"""Screen an agent's diff before it is graded: keep the source changes, drop (and name) the changes that could
+decide the grade instead of the code: the hidden tests' files, other test files, files that run before or around
+the tests, package metadata that registers plugins, symbolic links, new top-level modules that could shadow the
+test runner, and edits to the pytest configuration. The one policy of repogym's grading (``grading.py``) and of
+each Harbor task's verifier, which gets this file in its tests/ folder: standard library only, since repogym is
+not installed there.
 
 Usage: python3 screen.py AGENT_DIFF TASK_COMMIT TESTS_DIFF > kept.diff 2> dropped.txt  (run in /repo, which
 needs only the task-state commit: the agent's tree is read from the diff)

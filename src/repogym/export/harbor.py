@@ -57,7 +57,7 @@ def write_task(task: ExportTask, dest: Path, reward: str, base_image: str | None
         "tests/tests.diff": task.rec.tests_diff,
         "tests/tests.json": json.dumps(_test_lists(task, reward), indent=1) + "\n",
         "tests/grade.py": _resource("export/harbor_grade.py"),
-        "tests/screen.py": _resource("export/harbor_screen.py"),
+        "tests/screen.py": _resource("screen.py"),
         "tests/repogym_scoring.py": _resource("scoring.py"),
         "tests/repogym_testresults.py": _resource("testresults.py"),
         "solution/solve.sh": SOLVE_SH,

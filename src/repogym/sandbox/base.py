@@ -21,8 +21,9 @@ from pathlib import Path, PurePosixPath
 from types import TracebackType
 
 from repogym.errors import SandboxDied, SandboxError
-from repogym.sandbox.limits import Cgroup, Limits, disk_usage, human
+from repogym.sandbox.limits import Cgroup, Limits, human
 from repogym.sandbox.session import Session
+from repogym.sandbox.session_server import disk_usage
 
 DEFAULT_TIMEOUT_S = 600.0
 DEFAULT_MAX_OUTPUT = 1_000_000

@@ -10,7 +10,6 @@ trees while a command runs and kills it when the sum does.
 from __future__ import annotations
 
 import contextlib
-import os
 import uuid
 from pathlib import Path
 
@@ -114,26 +113,3 @@ def wrap(argv: list[str], limits: Limits, cgroup: Cgroup | None) -> list[str]:
         joins = "; ".join(f'echo $$ > "{f}"' for f in cgroup.procs_files)
         out = ["/bin/sh", "-c", f'{joins} && exec "$@"', "sh", *out]
     return out
-
-
-def disk_usage(*roots: Path) -> int:
-    """Bytes allocated under ``roots``, links not followed (what a sandbox has written counts, once)."""
-    total = 0
-    stack = [str(r) for r in roots]
-    seen: set[tuple[int, int]] = set()
-    while stack:
-        try:
-            entries = list(os.scandir(stack.pop()))
-        except OSError:
-            continue
-        for e in entries:
-            try:
-                st = e.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if e.is_dir(follow_symlinks=False):
-                stack.append(e.path)
-            elif (st.st_dev, st.st_ino) not in seen:
-                seen.add((st.st_dev, st.st_ino))
-                total += st.st_blocks * 512
-    return total

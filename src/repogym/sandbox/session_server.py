@@ -1,6 +1,7 @@
 """The command server of a sandbox session: runs inside the sandbox, one command at a time, stdlib only.
 
-Read by ``session.py`` and passed to the sandbox's Python with ``-c``; it imports nothing of repogym. Protocol:
+Read by ``session.py`` and passed to the sandbox's Python with ``-c``; it imports nothing of repogym (and repogym
+imports its ``disk_usage``, so the limit is measured one way inside and outside a sandbox). Protocol:
 one JSON line in (argv, cwd, env, timeout_s, max_output_bytes), one JSON line out (exit_code, stdout, stderr,
 timed_out, seconds, truncated, limit). Each command runs in its own session; when it ends, times out or the
 sandbox's disk passes its limit, every other process of the sandbox's PID namespace is killed, so no command
@@ -17,15 +18,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
-DISK_LIMIT = int(sys.argv[1])
-ROOTS = sys.argv[2:]
 POLL_S = 0.25
 
 
-def disk_usage() -> int:
-    total, seen, stack = 0, set[tuple[int, int]](), list(ROOTS)
+def disk_usage(*roots: str | Path) -> int:
+    """Bytes allocated under ``roots``, links not followed (a hard-linked file counts once)."""
+    total, seen, stack = 0, set[tuple[int, int]](), [str(r) for r in roots]
     while stack:
         try:
             entries = list(os.scandir(stack.pop()))
@@ -67,9 +68,9 @@ def read_capped(f: Any, cap: int) -> tuple[str, bool]:
     return text, size > cap
 
 
-def run(req: dict[str, Any]) -> dict[str, Any]:
+def run(req: dict[str, Any], out_dir: str, disk_limit: int, roots: list[str]) -> dict[str, Any]:
     start = time.monotonic()
-    with tempfile.TemporaryFile(dir=OUT) as out, tempfile.TemporaryFile(dir=OUT) as err:
+    with tempfile.TemporaryFile(dir=out_dir) as out, tempfile.TemporaryFile(dir=out_dir) as err:
         try:
             proc = subprocess.Popen(
                 req["argv"],
@@ -90,7 +91,7 @@ def run(req: dict[str, Any]) -> dict[str, Any]:
             except subprocess.TimeoutExpired:
                 if time.monotonic() >= deadline:
                     break
-                if disk_usage() > DISK_LIMIT:
+                if disk_usage(*roots) > disk_limit:
                     limit = "disk"
                     break
         timed_out = code is None and not limit
@@ -111,9 +112,16 @@ def run(req: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-OUT = tempfile.mkdtemp(prefix="repogym-session-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
-sys.stdout.write("ready\n")
-sys.stdout.flush()
-for line in sys.stdin:
-    sys.stdout.write(json.dumps(run(json.loads(line))) + "\n")
+def main() -> None:
+    """argv: the disk limit in bytes, then the directories it bounds (the working copy and /tmp)."""
+    disk_limit, roots = int(sys.argv[1]), sys.argv[2:]
+    out_dir = tempfile.mkdtemp(prefix="repogym-session-", dir="/dev/shm" if os.path.isdir("/dev/shm") else None)
+    sys.stdout.write("ready\n")
     sys.stdout.flush()
+    for line in sys.stdin:
+        sys.stdout.write(json.dumps(run(json.loads(line), out_dir, disk_limit, roots)) + "\n")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":  # run with `python -c` inside the sandbox; imported by repogym for disk_usage
+    main()
