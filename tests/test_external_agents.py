@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from repogym.agents.cli import ExternalAgentConfig, external_trajectory, run_external
+from repogym.agents.external import ExternalAgentConfig, external_trajectory, run_external
 
 # A stand-in for codex: one JSON event per message, and a child that would outlive it if nothing killed it.
 FAKE_CODEX = """#!/usr/bin/env python3

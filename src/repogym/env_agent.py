@@ -14,7 +14,7 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-from repogym.agents.cli import ExternalAgentConfig, external_trajectory
+from repogym.agents.external import ExternalAgentConfig, external_trajectory
 from repogym.environment import EnvSpec, build, detect, open_env_sandbox, run_tests
 from repogym.errors import RepogymError
 from repogym.repo import RepoSource, temp_working_copy

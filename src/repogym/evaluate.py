@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 
 from pydantic import BaseModel, Field
 
-from repogym.agents.cli import ExternalAgentConfig, external_trajectory
+from repogym.agents.external import ExternalAgentConfig, external_trajectory
 from repogym.agents.loop import AgentConfig, run_agent
 from repogym.agents.tools import ALL_TOOLS, FILE_TOOLS
 from repogym.check import check_task

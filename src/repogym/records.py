@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -27,6 +27,16 @@ class Record(BaseModel):
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True, mode="json")
+
+
+def task_id(repo_name: str, n: int) -> str:
+    """The id of a repository's n-th candidate: ``<repo name>/<n>`` (the owner of an ``owner#name`` dropped)."""
+    return f"{repo_name.split('#')[-1]}/{n}"
+
+
+def next_task_number(ids: Iterable[str]) -> int:
+    """The number the next candidate takes after ``ids`` (resumed synthesis never reuses one)."""
+    return 1 + max((int(i.rsplit("/", 1)[-1]) for i in ids if i.rsplit("/", 1)[-1].isdigit()), default=-1)
 
 
 class TaskRecord(Record):

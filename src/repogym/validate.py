@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from repogym import baserun, patches, testresults
-from repogym.agents.cli import ExternalAgentConfig, external_trajectory
+from repogym.agents.external import ExternalAgentConfig, external_trajectory
 from repogym.agents.loop import AgentConfig, Trajectory, run_agent
 from repogym.environment import BaseRun, EnvSpec, open_env_sandbox, run_tests
 from repogym.errors import PatchError, RepogymError

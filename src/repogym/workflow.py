@@ -15,7 +15,7 @@ from pathlib import Path
 from pydantic import BaseModel, Field
 
 from repogym import baserun, environment, validate
-from repogym.agents.cli import AGENTS, ExternalAgentConfig
+from repogym.agents.external import AGENTS, ExternalAgentConfig, external_agent
 from repogym.agents.loop import AgentConfig
 from repogym.check import check_many
 from repogym.env_agent import build_with_agent
@@ -32,6 +32,7 @@ from repogym.records import (
     append_record,
     existing_ids,
     load_records,
+    next_task_number,
     read_jsonl,
     repair_torn_tail,
 )
@@ -139,7 +140,7 @@ class Workflow:
     def _external(self) -> ExternalAgentConfig:
         model = self.cfg.model.name if self.cfg.model else None
         api_base = self.cfg.model.base_url() if self.cfg.model else None
-        return ExternalAgentConfig(agent=self.cfg.agent, model=model, api_base=api_base, binary=self.cfg.agent_binary)
+        return external_agent(self.cfg.agent, model, api_base, self.cfg.agent_binary)
 
     def environment(self, src: RepoSource) -> EnvSpec:
         image = default_image_name(src.name)
@@ -161,7 +162,7 @@ class Workflow:
         need = self.cfg.num_candidates - len(have)
         if need <= 0:
             return
-        first = 1 + max((int(t.task_id.rsplit("/", 1)[-1]) for t in have), default=-1)
+        first = next_task_number(t.task_id for t in have)
         with temp_working_copy(src) as wc:
             if self.cfg.strategy == "feature_removal":
                 new = self._feature_removal(src, wc, need, [t.subject for t in have], first)

@@ -71,14 +71,13 @@ def env_build(
 
     src = open_repo(repo, ref, say=say)
     if agent:
-        from repogym.agents.cli import ExternalAgentConfig, check_installed
+        from repogym.agents.external import external_agent
         from repogym.env_agent import build_with_agent
         from repogym.sandbox.podman import default_image_name
 
         if (backend or "podman") != "podman" or not model:
             raise RepogymError("--agent builds a podman image: give --backend podman (the default here) and --model")
-        ext = ExternalAgentConfig(agent=agent, model=model.split("/", 1)[-1], api_base=api_base, binary=agent_binary)
-        check_installed(ext)
+        ext = external_agent(agent, model, api_base, agent_binary)
         name = image or default_image_name(src.name)
         result = build_with_agent(src, ext, name, tips_path, Path(f"outputs/env_agent/{name}.log.jsonl").resolve())
         console.print(f"environment ready: {result.image} ({result.image_id[:12]}); the agent's Dockerfile:")

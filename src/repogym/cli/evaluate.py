@@ -86,7 +86,7 @@ def eval_cmd(
 
 def _external(agent: str, binary: str | None, model: str, api_base: str | None, max_seconds: float) -> Any:
     """The external agent's config (None for the built-in agent); a missing agent is reported before any task."""
-    from repogym.agents.cli import AGENTS, external_agent
+    from repogym.agents.external import AGENTS, external_agent
 
     if agent == "builtin":
         return None

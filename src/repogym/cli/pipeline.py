@@ -178,7 +178,7 @@ def _validation_runner(
 ) -> Any:
     """The agent that validates (None for auto), checked before any candidate runs."""
     from repogym import validate
-    from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
+    from repogym.agents.external import AGENTS, external_agent
     from repogym.agents.loop import AgentConfig
 
     if agent not in ("auto", "builtin", *AGENTS):
@@ -191,9 +191,7 @@ def _validation_runner(
         return validate.BuiltinRunner(
             build_model_config(model, api_base, None, False), AgentConfig(max_turns=max_turns)
         )
-    ext = ExternalAgentConfig(agent=agent, model=model.split("/", 1)[-1], api_base=api_base, binary=binary)
-    check_installed(ext)
-    return validate.ExternalRunner(ext, log_dir)
+    return validate.ExternalRunner(external_agent(agent, model, api_base, binary), log_dir)
 
 
 def _task_records(input_json: str | None, tasks: Path | None) -> list[Any]:
@@ -324,7 +322,7 @@ def workflow_cmd(
     ray_address: str | None = RAY_ADDRESS_OPT,
 ) -> None:
     """Repository in, verified tasks out: environment, synthesis, validation and checks, resumable."""
-    from repogym.agents.cli import AGENTS, ExternalAgentConfig, check_installed
+    from repogym.agents.external import AGENTS, external_agent
     from repogym.workflow import Workflow, WorkflowConfig
 
     strategy = pick_strategy(strategy, model)
@@ -333,7 +331,7 @@ def workflow_cmd(
     if agent != "auto" and not model:
         raise RepogymError(f"--agent {agent} needs --model provider/name")
     if agent in AGENTS:
-        check_installed(ExternalAgentConfig(agent=agent, binary=agent_binary))
+        external_agent(agent, binary=agent_binary)
     model_cfg = (
         build_model_config(model, api_base, max_tokens, flex_processing, max_retries=max_retries) if model else None
     )

@@ -15,7 +15,7 @@ from repogym.sandbox import Sandbox
 # Listed by the environment's own interpreter, isolated (-I) and from /tmp: the working copy is not on its path.
 _LIST = (
     "import importlib.metadata as m, json; "
-    "print(json.dumps(sorted({e.value for e in m.entry_points(group='pytest11')})))"
+    "print(json.dumps(sorted({e.name for e in m.entry_points(group='pytest11')})))"
 )
 
 

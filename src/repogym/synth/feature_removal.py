@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field
 from repogym import patches
 from repogym.errors import PatchError, RepogymError
 from repogym.llm import LLM, ModelConfig, Usage
-from repogym.records import TaskRecord
+from repogym.records import TaskRecord, task_id
 from repogym.repo import RepoSource
 from repogym.synth.procedural import matching_files
 
@@ -169,7 +169,6 @@ async def synthesize(
     files_text = files_prompt(wc, files, cfg.max_input_tokens, log)
     avoid = list(cfg.avoid)
     out: list[TaskRecord] = []
-    name = src.name.split("#")[-1]
     llm = LLM(cfg.model)
     try:
         for k in range(cfg.num_candidates):
@@ -181,7 +180,7 @@ async def synthesize(
             blocks = patches.parse(fields["patches"])
             out.append(
                 TaskRecord(
-                    task_id=f"{name}/{first_index + len(out)}",
+                    task_id=task_id(src.name, first_index + len(out)),
                     repo=src.origin,
                     commit_sha=src.commit_sha,
                     matching_files=files,

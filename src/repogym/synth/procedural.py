@@ -13,7 +13,7 @@ from pathlib import Path
 
 from repogym.patches import block_for_edit, render
 from repogym.project.pytest_config import is_test_path
-from repogym.records import TaskRecord
+from repogym.records import TaskRecord, task_id
 from repogym.repo import RepoSource
 from repogym.synth.transforms import Edit, edits, first_line, functions
 
@@ -199,5 +199,4 @@ def synthesize(
     files = matching_files(wc, patterns)
     pool = list(candidates(wc, files, executed))
     picked = select(pool, num_candidates, seed, avoid)
-    name = src.name.split("#")[-1]
-    return [to_record(c, wc, src, f"{name}/{first_index + k}", files) for k, c in enumerate(picked)]
+    return [to_record(c, wc, src, task_id(src.name, first_index + k), files) for k, c in enumerate(picked)]
