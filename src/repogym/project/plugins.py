@@ -13,6 +13,8 @@ import json
 from repogym.sandbox import Sandbox
 
 # Listed by the environment's own interpreter, isolated (-I) and from /tmp: the working copy is not on its path.
+# Entry-point names, which `-p` loads through the entry point: a project's own `-p pytest_cov` in addopts then
+# names the same plugin, instead of registering its module a second time (pytest refuses that).
 _LIST = (
     "import importlib.metadata as m, json; "
     "print(json.dumps(sorted({e.name for e in m.entry_points(group='pytest11')})))"
