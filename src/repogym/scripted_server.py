@@ -230,112 +230,116 @@ class ScriptedServer:
         return {"id": f"call_{next(self._ids)}", "type": "function", "function": {"name": call.name, "arguments": args}}
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
-        server = self
+        return type("Handler", (_Handler,), {"server_obj": self})
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"  # keep-alive, as the openai client expects
-            disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms delayed-ACK stall
 
-            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
-                return
+class _Handler(BaseHTTPRequestHandler):
+    """The HTTP side of a ScriptedServer (``server``, set on each server's own subclass)."""
 
-            def _send(self, status: int, obj: Any) -> None:
-                data = json.dumps(obj).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    server_obj: ScriptedServer
+    protocol_version = "HTTP/1.1"  # keep-alive, as the openai client expects
+    disable_nagle_algorithm = True  # headers and body go out at once: no 40 ms delayed-ACK stall
 
-            def _authorized(self) -> bool:
-                if server.api_key and self.headers.get("Authorization") != f"Bearer {server.api_key}":
-                    self._send(401, {"error": {"message": "invalid api key", "type": "authentication_error"}})
-                    return False
-                return True
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's signature
+        return
 
-            def do_GET(self) -> None:
-                if not self._authorized():
-                    return
-                if self.path.rstrip("/") == "/v1/models":
-                    data = [{"id": m, "object": "model", "owned_by": "repogym"} for m in server.models]
-                    self._send(200, {"object": "list", "data": data})
-                else:
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
+    def _send(self, status: int, obj: Any) -> None:
+        data = json.dumps(obj).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
-            def do_POST(self) -> None:
-                if not self._authorized():
-                    return
-                length = int(self.headers.get("Content-Length") or 0)
-                try:
-                    body = json.loads(self.rfile.read(length) or b"{}")
-                except json.JSONDecodeError:
-                    self._send(400, {"error": {"message": "body is not JSON"}})
-                    return
-                route = self.path.split("?")[0].rstrip("/")
-                if route == "/v1/messages/count_tokens":
-                    self._send(200, {"input_tokens": len(json.dumps(body)) // 4})
-                    return
-                if route not in ("/v1/chat/completions", "/v1/responses", "/v1/messages"):
-                    self._send(404, {"error": {"message": f"no route {self.path}"}})
-                    return
-                reply = server.reply_for(body)
-                while isinstance(reply, Hang):
-                    time.sleep(reply.seconds)
-                    reply = reply.then
-                if isinstance(reply, Error):
-                    self._send(reply.status, {"error": {"message": reply.message, "code": reply.status}})
-                    return
-                if route == "/v1/chat/completions":
-                    self._send(200, server.completion(body, reply))
-                    return
-                if route == "/v1/messages":
-                    message = server.anthropic_message(body, reply)
-                    if body.get("stream"):
-                        self._sse(server.anthropic_events(message))
-                    else:
-                        self._send(200, message)
-                    return
-                response = server.response(body, reply)
-                if body.get("stream"):
-                    self._stream(response)
-                else:
-                    self._send(200, response)
+    def _authorized(self) -> bool:
+        if self.server_obj.api_key and self.headers.get("Authorization") != f"Bearer {self.server_obj.api_key}":
+            self._send(401, {"error": {"message": "invalid api key", "type": "authentication_error"}})
+            return False
+        return True
 
-            def _sse(self, events: list[tuple[str, dict[str, Any]]]) -> None:
-                data = "".join(
-                    f"event: {name}\ndata: {json.dumps({'type': name, **payload})}\n\n" for name, payload in events
-                )
-                raw = data.encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Content-Length", str(len(raw)))
-                self.end_headers()
-                self.wfile.write(raw)
+    def do_GET(self) -> None:
+        if not self._authorized():
+            return
+        if self.path.rstrip("/") == "/v1/models":
+            data = [{"id": m, "object": "model", "owned_by": "repogym"} for m in self.server_obj.models]
+            self._send(200, {"object": "list", "data": data})
+        else:
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
 
-            def _stream(self, response: dict[str, Any]) -> None:
-                """The Responses API's server-sent events, as codex and the openai SDK read them."""
-                events: list[tuple[str, dict[str, Any]]] = [
-                    ("response.created", {"response": {**response, "status": "in_progress", "output": []}})
-                ]
-                for i, item in enumerate(response["output"]):
-                    events.append(("response.output_item.added", {"output_index": i, "item": item}))
-                    if item["type"] == "message":
-                        text = item["content"][0]["text"]
-                        delta = {"item_id": item["id"], "output_index": i, "content_index": 0, "delta": text}
-                        events.append(("response.output_text.delta", delta))
-                    events.append(("response.output_item.done", {"output_index": i, "item": item}))
-                events.append(("response.completed", {"response": response}))
-                data = "".join(
-                    f"event: {name}\ndata: {json.dumps({'type': name, 'sequence_number': k, **payload})}\n\n"
-                    for k, (name, payload) in enumerate(events)
-                ).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def do_POST(self) -> None:
+        if not self._authorized():
+            return
+        length = int(self.headers.get("Content-Length") or 0)
+        try:
+            body = json.loads(self.rfile.read(length) or b"{}")
+        except json.JSONDecodeError:
+            self._send(400, {"error": {"message": "body is not JSON"}})
+            return
+        route = self.path.split("?")[0].rstrip("/")
+        if route == "/v1/messages/count_tokens":
+            self._send(200, {"input_tokens": len(json.dumps(body)) // 4})
+            return
+        if route not in ("/v1/chat/completions", "/v1/responses", "/v1/messages"):
+            self._send(404, {"error": {"message": f"no route {self.path}"}})
+            return
+        self._answer(route, body)
 
-        return Handler
+    def _answer(self, route: str, body: dict[str, Any]) -> None:
+        """The script's next reply, in the shape of the route's API (Chat Completions, Messages or Responses)."""
+        reply = self.server_obj.reply_for(body)
+        while isinstance(reply, Hang):
+            time.sleep(reply.seconds)
+            reply = reply.then
+        if isinstance(reply, Error):
+            self._send(reply.status, {"error": {"message": reply.message, "code": reply.status}})
+            return
+        if route == "/v1/chat/completions":
+            self._send(200, self.server_obj.completion(body, reply))
+            return
+        if route == "/v1/messages":
+            message = self.server_obj.anthropic_message(body, reply)
+            if body.get("stream"):
+                self._sse(self.server_obj.anthropic_events(message))
+            else:
+                self._send(200, message)
+            return
+        response = self.server_obj.response(body, reply)
+        if body.get("stream"):
+            self._stream(response)
+        else:
+            self._send(200, response)
+
+    def _sse(self, events: list[tuple[str, dict[str, Any]]]) -> None:
+        data = "".join(f"event: {name}\ndata: {json.dumps({'type': name, **payload})}\n\n" for name, payload in events)
+        raw = data.encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _stream(self, response: dict[str, Any]) -> None:
+        """The Responses API's server-sent events, as codex and the openai SDK read them."""
+        events: list[tuple[str, dict[str, Any]]] = [
+            ("response.created", {"response": {**response, "status": "in_progress", "output": []}})
+        ]
+        for i, item in enumerate(response["output"]):
+            events.append(("response.output_item.added", {"output_index": i, "item": item}))
+            if item["type"] == "message":
+                text = item["content"][0]["text"]
+                delta = {"item_id": item["id"], "output_index": i, "content_index": 0, "delta": text}
+                events.append(("response.output_text.delta", delta))
+            events.append(("response.output_item.done", {"output_index": i, "item": item}))
+        events.append(("response.completed", {"response": response}))
+        data = "".join(
+            f"event: {name}\ndata: {json.dumps({'type': name, 'sequence_number': k, **payload})}\n\n"
+            for k, (name, payload) in enumerate(events)
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 GenerateScript = Callable[[list[int]], "tuple[list[int], list[float]] | Error"]

@@ -7,14 +7,13 @@ validation turned down, with the reason), check_results.jsonl, env.json and work
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections import Counter
 from pathlib import Path
 
 from pydantic import BaseModel, Field
 
-from repogym import baserun, environment, validate
+from repogym import baserun, validate
 from repogym.agents.external import AGENTS, ExternalAgentConfig, external_agent
 from repogym.agents.loop import AgentConfig
 from repogym.check import check_many
@@ -36,12 +35,12 @@ from repogym.records import (
     read_jsonl,
     repair_torn_tail,
 )
-from repogym.repo import RepoSource, open_repo, temp_working_copy
+from repogym.repo import RepoSource, open_repo
 from repogym.resolve import Resolver
 from repogym.sandbox.podman import default_image_name, image_exists
 from repogym.synth import feature_removal
-from repogym.synth.coverage import executed_functions
-from repogym.synth.procedural import synthesize
+from repogym.synth import stage as synth_stage
+from repogym.synth.stage import SynthRequest
 from repogym.validate import BuiltinRunner, ExternalRunner
 
 STATE_FILES = (
@@ -162,44 +161,20 @@ class Workflow:
         need = self.cfg.num_candidates - len(have)
         if need <= 0:
             return
-        first = next_task_number(t.task_id for t in have)
-        with temp_working_copy(src) as wc:
-            if self.cfg.strategy == "feature_removal":
-                new = self._feature_removal(src, wc, need, [t.subject for t in have], first)
-            else:
-                new = self._procedural(src, spec, wc, need, {t.subject for t in have}, first)
+        model = (
+            feature_removal.FeatureRemovalConfig(model=self.cfg.model, extra=self.cfg.extra,
+                                                 num_attempts=self.cfg.num_attempts)
+            if self.cfg.model else None
+        )  # fmt: skip
+        req = SynthRequest(
+            src, self.cfg.patterns, need, seed=self.cfg.seed, avoid=[t.subject for t in have],
+            first_index=next_task_number(t.task_id for t in have), spec=spec, timeout_s=self.timeout, model=model,
+            log=self.log,
+        )  # fmt: skip
+        new = synth_stage.synthesize(self.cfg.strategy, req)
         for rec in new:
             append_record(self.path["tasks.jsonl"], rec)
         self.log(f"synthesized {len(new)} candidates ({len(have)} already there)")
-
-    def _feature_removal(self, src: RepoSource, wc: Path, need: int, avoid: list[str], first: int) -> list[TaskRecord]:
-        if self.cfg.model is None:
-            raise RepogymError("the feature_removal strategy needs --model provider/name")
-        cfg = feature_removal.FeatureRemovalConfig(
-            model=self.cfg.model,
-            num_candidates=need,
-            avoid=avoid,
-            extra=self.cfg.extra,
-            num_attempts=self.cfg.num_attempts,
-        )
-        return asyncio.run(feature_removal.synthesize(src, wc, self.cfg.patterns, cfg, first_index=first, log=self.log))
-
-    def _procedural(
-        self, src: RepoSource, spec: EnvSpec, wc: Path, need: int, avoid: set[str], first: int
-    ) -> list[TaskRecord]:
-        with environment.open_env_sandbox(spec, wc) as sb:
-            executed = executed_functions(spec, sb, self.timeout)
-        self.log(f"coverage probe: {len(executed) if executed is not None else 'unavailable'} functions run")
-        return synthesize(
-            src,
-            wc,
-            self.cfg.patterns,
-            num_candidates=need,
-            seed=self.cfg.seed,
-            avoid=avoid,
-            executed=executed,
-            first_index=first,
-        )
 
     def validate(self, src: RepoSource, spec: EnvSpec, base: validate.Baseline) -> None:
         tasks, _ = load_records(self.path["tasks.jsonl"], TaskRecord) if self.path["tasks.jsonl"].exists() else ([], [])

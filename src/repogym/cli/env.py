@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
 
@@ -71,28 +73,31 @@ def env_build(
 
     src = open_repo(repo, ref, say=say)
     if agent:
-        from repogym.agents.external import external_agent
-        from repogym.env_agent import build_with_agent
-        from repogym.sandbox.podman import default_image_name
-
-        if (backend or "podman") != "podman" or not model:
-            raise RepogymError("--agent builds a podman image: give --backend podman (the default here) and --model")
-        ext = external_agent(agent, model, api_base, agent_binary)
-        name = image or default_image_name(src.name)
-        result = build_with_agent(src, ext, name, tips_path, Path(f"outputs/env_agent/{name}.log.jsonl").resolve())
-        console.print(f"environment ready: {result.image} ({result.image_id[:12]}); the agent's Dockerfile:")
-        console.print(result.dockerfile)
+        _build_with_agent(src, backend, agent, agent_binary, model, api_base, image, tips_path)
         return
     spec = environment.prepare(
-        src,
-        pick_backend(backend),
-        test_deps=test_deps,
-        test_command=test_command,
-        dockerfile=dockerfile,
-        image=image,
-        say=say,
-    )
+        src, pick_backend(backend), test_deps=test_deps, test_command=test_command, dockerfile=dockerfile,
+        image=image, say=say,
+    )  # fmt: skip
     console.print(f"environment ready: {spec.venv or spec.image}")
+
+
+def _build_with_agent(
+    src: Any, backend: str | None, agent: str, binary: str | None, model: str | None, api_base: str | None,
+    image: str | None, tips_path: Path | None,
+) -> None:  # fmt: skip
+    """`env build --agent`: the environment agent writes and proves a Dockerfile (podman)."""
+    from repogym.agents.external import external_agent
+    from repogym.env_agent import build_with_agent
+    from repogym.sandbox.podman import default_image_name
+
+    if (backend or "podman") != "podman" or not model:
+        raise RepogymError("--agent builds a podman image: give --backend podman (the default here) and --model")
+    ext = external_agent(agent, model, api_base, binary)
+    name = image or default_image_name(src.name)
+    result = build_with_agent(src, ext, name, tips_path, Path(f"outputs/env_agent/{name}.log.jsonl").resolve())
+    console.print(f"environment ready: {result.image} ({result.image_id[:12]}); the agent's Dockerfile:")
+    console.print(result.dockerfile)
 
 
 @env_app.command("test")
@@ -110,38 +115,23 @@ def env_test(
     ),
 ) -> None:
     """Run the test suite in the sandbox and print per-test outcomes (builds the environment if needed)."""
-    import json
-
     from repogym import environment
     from repogym.repo import open_repo, temp_working_copy
 
+    if in_place and not Path(repo).is_dir():
+        raise RepogymError(f"--in-place needs a directory, not {repo}")
     src = open_repo(repo, ref, say=say)
     spec = environment.prepare(
         src, pick_backend(backend), test_deps=test_deps, test_command=test_command, image=image, say=say
     )
-    if in_place:
-        if not Path(repo).is_dir():
-            raise RepogymError(f"--in-place needs a directory, not {repo}")
-        with environment.open_env_sandbox(spec, Path(repo)) as sb:
-            run = environment.run_tests(spec, sb, timeout_s=timeout)
-    else:
-        with temp_working_copy(src) as wc, environment.open_env_sandbox(spec, wc) as sb:
-            run = environment.run_tests(spec, sb, timeout_s=timeout)
+    with contextlib.ExitStack() as stack:
+        wc = Path(repo) if in_place else stack.enter_context(temp_working_copy(src))
+        sb = stack.enter_context(environment.open_env_sandbox(spec, wc))
+        run = environment.run_tests(spec, sb, timeout_s=timeout)
     if as_json:
-        print(
-            json.dumps(
-                {
-                    "backend": spec.backend,
-                    "source": run.source,
-                    "exit_code": run.exit_code,
-                    "timed_out": run.timed_out,
-                    "summary": run.summary(),
-                    "outcomes": run.outcomes,
-                    "note": run.note,
-                },
-                indent=2,
-            )
-        )
+        print(json.dumps({"backend": spec.backend, "source": run.source, "exit_code": run.exit_code,
+                          "timed_out": run.timed_out, "summary": run.summary(), "outcomes": run.outcomes,
+                          "note": run.note}, indent=2))  # fmt: skip
     else:
         _print_test_run(run)
     if not run.all_passed:

@@ -73,39 +73,23 @@ def synth_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the records as JSON lines on stdout."),
 ) -> None:
     """Synthesize task candidates from a repository (tasks.jsonl records)."""
-    import asyncio
-
     from repogym import environment
-    from repogym.records import TaskRecord, append_record
-    from repogym.repo import open_repo, temp_working_copy
+    from repogym.records import append_record
+    from repogym.repo import open_repo
     from repogym.synth import feature_removal
-    from repogym.synth.coverage import executed_functions
-    from repogym.synth.procedural import synthesize
+    from repogym.synth.stage import SynthRequest, synthesize
 
     strategy = pick_strategy(strategy, model)
     patterns = [*(patterns or []), *(files or [])]
     src = open_repo(repo, ref, say=say)
-    records: list[TaskRecord]
-    with temp_working_copy(src) as wc:
-        if strategy == "feature_removal":
-            assert model is not None
-            cfg = feature_removal.FeatureRemovalConfig(
-                model=build_model_config(model, api_base, max_tokens, flex_processing, timeout, max_retries),
-                num_candidates=num_candidates,
-                avoid=avoid or [],
-                extra=extra,
-                max_input_tokens=max_input_tokens,
-                num_attempts=num_attempts,
-                check_patch_applies=check_patch_applies,
-            )
-            records = asyncio.run(feature_removal.synthesize(src, wc, patterns, cfg, log=say))
-        else:
-            spec = environment.prepare(src, pick_backend(backend), say=say)
-            with environment.open_env_sandbox(spec, wc) as sb:
-                executed = executed_functions(spec, sb)
-            records = synthesize(
-                src, wc, patterns, num_candidates=num_candidates, seed=seed, avoid=set(avoid or []), executed=executed
-            )
+    model_cfg = feature_removal.FeatureRemovalConfig(
+        model=build_model_config(model, api_base, max_tokens, flex_processing, timeout, max_retries),
+        extra=extra, max_input_tokens=max_input_tokens, num_attempts=num_attempts,
+        check_patch_applies=check_patch_applies,
+    ) if model else None  # fmt: skip
+    spec = environment.prepare(src, pick_backend(backend), say=say) if strategy == "procedural" else None
+    records = synthesize(strategy, SynthRequest(src, patterns, num_candidates, seed, avoid or [], spec=spec,
+                                                model=model_cfg, log=say))  # fmt: skip
     if not records:
         where = f"files matching {' '.join(patterns)}" if patterns else "the project's importable modules"
         raise RepogymError(f"no candidates from {where} (see the messages above); give globs of source files")
@@ -178,15 +162,12 @@ def _validation_runner(
 ) -> Any:
     """The agent that validates (None for auto), checked before any candidate runs."""
     from repogym import validate
-    from repogym.agents.external import AGENTS, external_agent
+    from repogym.agents.external import external_agent
     from repogym.agents.loop import AgentConfig
 
-    if agent not in ("auto", "builtin", *AGENTS):
-        raise RepogymError(f"unknown agent {agent!r}; choose one of: auto, builtin, {', '.join(AGENTS)}")
-    if agent == "auto":
+    _check_agent(agent, model, binary)
+    if agent == "auto" or model is None:
         return None
-    if not model:
-        raise RepogymError(f"--agent {agent} needs --model provider/name")
     if agent == "builtin":
         return validate.BuiltinRunner(
             build_model_config(model, api_base, None, False), AgentConfig(max_turns=max_turns)
@@ -322,45 +303,33 @@ def workflow_cmd(
     ray_address: str | None = RAY_ADDRESS_OPT,
 ) -> None:
     """Repository in, verified tasks out: environment, synthesis, validation and checks, resumable."""
-    from repogym.agents.external import AGENTS, external_agent
     from repogym.workflow import Workflow, WorkflowConfig
 
-    strategy = pick_strategy(strategy, model)
+    _check_agent(agent, model, agent_binary)
+    model_cfg = (
+        build_model_config(model, api_base, max_tokens, flex_processing, max_retries=max_retries) if model else None
+    )
+    cfg = WorkflowConfig(
+        repo=repo, ref=ref, patterns=[*(patterns or []), *(files or [])],
+        state_dir=state_dir or default_state_dir(repo), num_candidates=num_candidates,
+        strategy=pick_strategy(strategy, model), model=model_cfg, num_attempts=num_attempts, extra=extra,
+        agent=agent, agent_binary=agent_binary, env_tips_path=env_tips_path, validate_tips_path=validate_tips_path,
+        workers=workers, backend=pick_backend(backend), dockerfile=dockerfile, seed=seed, timeout_s=timeout,
+        reruns=reruns, force_fresh=force_fresh, executor=executor, ray_address=ray_address,
+    )  # fmt: skip
+    _print_summary(Workflow(cfg).run())
+
+
+def _check_agent(agent: str, model: str | None, binary: str | None) -> None:
+    """An unknown agent, an agent without a model, or an external agent that is not installed: before any work."""
+    from repogym.agents.external import AGENTS, external_agent
+
     if agent not in ("auto", "builtin", *AGENTS):
         raise RepogymError(f"unknown agent {agent!r}; choose one of: auto, builtin, {', '.join(AGENTS)}")
     if agent != "auto" and not model:
         raise RepogymError(f"--agent {agent} needs --model provider/name")
     if agent in AGENTS:
-        external_agent(agent, binary=agent_binary)
-    model_cfg = (
-        build_model_config(model, api_base, max_tokens, flex_processing, max_retries=max_retries) if model else None
-    )
-    cfg = WorkflowConfig(
-        repo=repo,
-        ref=ref,
-        patterns=[*(patterns or []), *(files or [])],
-        state_dir=state_dir or default_state_dir(repo),
-        num_candidates=num_candidates,
-        strategy=strategy,
-        model=model_cfg,
-        num_attempts=num_attempts,
-        extra=extra,
-        agent=agent,
-        agent_binary=agent_binary,
-        env_tips_path=env_tips_path,
-        validate_tips_path=validate_tips_path,
-        workers=workers,
-        backend=pick_backend(backend),
-        dockerfile=dockerfile,
-        seed=seed,
-        timeout_s=timeout,
-        reruns=reruns,
-        force_fresh=force_fresh,
-        executor=executor,
-        ray_address=ray_address,
-    )
-    summary = Workflow(cfg).run()
-    _print_summary(summary)
+        external_agent(agent, binary=binary)
 
 
 def default_state_dir(repo: str) -> Path:

@@ -90,18 +90,7 @@ def run_bounded(
     the same way and the result carries that reason in ``limit``.
     """
     start = time.monotonic()
-    try:
-        proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=dict(env) if env is not None else None,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-        )
-    except OSError as e:
-        raise SandboxError(f"cannot start {argv[0]}: {e.strerror}") from e
+    proc = _start(argv, cwd, env)
     readers = [_CappedReader(proc.stdout, max_output_bytes), _CappedReader(proc.stderr, max_output_bytes)]
     for r in readers:
         r.start()
@@ -130,6 +119,17 @@ def run_bounded(
         truncated=any(r.dropped for r in readers),
         limit=limit,
     )
+
+
+def _start(argv: list[str], cwd: Path | None, env: Mapping[str, str] | None) -> subprocess.Popen[bytes]:
+    """The process in a session (and group) of its own, its output piped; SandboxError when it cannot start."""
+    try:
+        return subprocess.Popen(
+            argv, cwd=cwd, env=dict(env) if env is not None else None, stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+        )  # fmt: skip
+    except OSError as e:
+        raise SandboxError(f"cannot start {argv[0]}: {e.strerror}") from e
 
 
 def _wait(proc: subprocess.Popen[bytes], deadline: float, watch: Callable[[], str] | None) -> str:

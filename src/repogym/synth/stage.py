@@ -1,0 +1,66 @@
+"""The synthesis stage, one function for every caller (the workflow and `repogym synth`), strategies by name."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from repogym.environment import EnvSpec, open_env_sandbox
+from repogym.errors import RepogymError
+from repogym.records import TaskRecord
+from repogym.repo import RepoSource, temp_working_copy
+from repogym.synth import feature_removal, procedural
+from repogym.synth.coverage import executed_functions
+
+
+@dataclass
+class SynthRequest:
+    """What to synthesize: from which repository and files, how many, and what each strategy needs."""
+
+    src: RepoSource
+    patterns: list[str]
+    num_candidates: int
+    seed: int = 0
+    avoid: list[str] = field(default_factory=list)
+    first_index: int = 0
+    spec: EnvSpec | None = None  # procedural: the built environment, whose coverage run aims the changes
+    timeout_s: float = 900.0
+    model: feature_removal.FeatureRemovalConfig | None = None  # feature_removal: the model and its options
+    log: Callable[[str], None] = lambda _m: None
+
+
+def _procedural(req: SynthRequest, wc: Path) -> list[TaskRecord]:
+    if req.spec is None:
+        raise RepogymError("the procedural strategy needs the built environment (its coverage run aims the changes)")
+    with open_env_sandbox(req.spec, wc) as sb:
+        executed = executed_functions(req.spec, sb, req.timeout_s)
+    req.log(f"coverage probe: {len(executed) if executed is not None else 'unavailable'} functions run")
+    return procedural.synthesize(
+        req.src, wc, req.patterns, num_candidates=req.num_candidates, seed=req.seed, avoid=set(req.avoid),
+        executed=executed, first_index=req.first_index,
+    )  # fmt: skip
+
+
+def _feature_removal(req: SynthRequest, wc: Path) -> list[TaskRecord]:
+    if req.model is None:
+        raise RepogymError("the feature_removal strategy needs --model provider/name")
+    cfg = req.model.model_copy(update={"num_candidates": req.num_candidates, "avoid": [*req.model.avoid, *req.avoid]})
+    return asyncio.run(
+        feature_removal.synthesize(req.src, wc, req.patterns, cfg, first_index=req.first_index, log=req.log)
+    )
+
+
+STRATEGIES: dict[str, Callable[[SynthRequest, Path], list[TaskRecord]]] = {
+    "procedural": _procedural,
+    "feature_removal": _feature_removal,
+}
+
+
+def synthesize(strategy: str, req: SynthRequest) -> list[TaskRecord]:
+    """Up to ``req.num_candidates`` candidates by the named strategy, in a fresh working copy at the base."""
+    if strategy not in STRATEGIES:
+        raise RepogymError(f"unknown strategy {strategy!r}; choose one of: {', '.join(STRATEGIES)}")
+    with temp_working_copy(req.src) as wc:
+        return STRATEGIES[strategy](req, wc)
