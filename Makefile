@@ -59,6 +59,8 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/agent_loop.py
 	$(BIN)/python benchmarks/parsers.py
 	$(BIN)/python benchmarks/view.py
+	$(BIN)/python benchmarks/rl_pool.py
+	$(BIN)/python benchmarks/scale.py
 
 clean:
 	rm -rf $(VENV) .venv-atropos .venv-mini .venv-harbor outputs .pytest_cache .mypy_cache .ruff_cache
