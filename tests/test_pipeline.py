@@ -143,6 +143,31 @@ def test_check_gives_each_bad_task_its_reason(demo: tuple[Path, Path], tmp_path:
     assert "4 already checked" in again.stdout and len(out.read_text().splitlines()) == 4
 
 
+def test_check_3_names_a_pass_to_pass_regression_and_reruns_are_recorded(
+    demo: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """A src.diff that adds a passing test outside tests.diff: the gold patch (reverse src.diff) deletes it, so a
+    PASS_TO_PASS test goes missing in check 3, and that is the reason. A good task checked with --reruns 1 has its
+    rerun of check 3 recorded and is not flaky."""
+    repo, state = demo
+    good = _records(state)[0]
+    seed = {k: good[k] for k in ("task_id", "repo", "container", "src.diff", "tests.diff")}
+    extra = _new_test_diff("test_only_in_task_state.py", "def test_here():\n    assert True")
+    regress = {**seed, "task_id": "bad/p2p", "src.diff": seed["src.diff"] + extra}
+    path = tmp_path / "validated.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in (seed, regress)))
+    out = tmp_path / "checks.jsonl"
+    r = run_cli("check", str(path), "--reruns", "1", "--output", str(out), "--repo", str(repo))
+    assert r.returncode == 1, r.stdout + r.stderr
+    results = {c["task_id"]: c for c in map(json.loads, out.read_text().splitlines())}
+    reason = results["bad/p2p"]["reason"]
+    assert reason.startswith("PASS_TO_PASS test(s) fail or are missing with the gold patch"), reason
+    assert "tests.test_only_in_task_state::test_here" in reason
+    ok = results[seed["task_id"]]
+    assert ok["ok"] is True and ok["flaky"] is False
+    assert [c["name"] for c in ok["checks"]] == ["task_state", "tests_fail", "gold_passes", "gold_passes_rerun1"]
+
+
 def test_validate_from_input_json(demo: tuple[Path, Path], tmp_path: Path) -> None:
     repo, state = demo
     tasks = [json.loads(line) for line in (state / "tasks.jsonl").open()]

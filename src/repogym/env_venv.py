@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from repogym.errors import RepogymError
 from repogym.project import imports, pytest_config
 from repogym.repo import cache_dir, git
 from repogym.sandbox import Sandbox, open_sandbox
+from repogym.sandbox.base import run_bounded
 from repogym.sandbox.bwrap import BwrapSandbox
 
 if TYPE_CHECKING:
@@ -52,7 +52,10 @@ def build_venv(spec: EnvSpec, repo_dir: Path, say: Callable[[str], None]) -> Env
         return spec.model_copy(update={"venv": str(venv), **_found(built)})
     shutil.rmtree(venv, ignore_errors=True)
     venv.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([_base_python(), "-m", "venv", str(venv)], check=True, capture_output=True)
+    made = run_bounded([_base_python(), "-m", "venv", str(venv)], cwd=None, env=None, timeout_s=300,
+                       max_output_bytes=100_000)  # fmt: skip
+    if not made.ok:
+        raise RepogymError(f"cannot make the virtualenv {venv}: {(made.stderr or made.stdout).strip()[-300:]}")
     say(f"installing into {venv}")
     spec = spec.model_copy(deep=True)
     try:

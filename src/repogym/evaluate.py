@@ -70,7 +70,7 @@ def prompt(description: str, spec: EnvSpec, no_exec: bool) -> str:
     how = (
         "You can read and edit files only; you cannot run commands."
         if no_exec
-        else f"Run the tests with: {spec.test_command.split(' --junitxml')[0]}"
+        else f"Run the tests with: {spec.run_command}"
     )
     return f"<task>\n{description.strip()}\n</task>\n\nThe repository is at /repo (your working directory). {how}"
 

@@ -8,7 +8,6 @@ solution must earn 1, doing nothing must earn 0.
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import tomllib
 import uuid
@@ -18,7 +17,7 @@ from typing import Any
 
 from repogym.errors import SandboxError
 from repogym.sandbox.base import ExecResult, run_bounded
-from repogym.sandbox.podman import ContainerSandbox
+from repogym.sandbox.podman import ContainerSandbox, engine_command, remove_container
 
 BUILD_TIMEOUT_S = 1800
 TRIAL_TIMEOUT_S = 900.0
@@ -36,9 +35,10 @@ def build_image(task_dir: Path, engine: str = "podman") -> str:
     """Build ``environment/Dockerfile`` as ``localhost/repogym-harbor-<task>``; raises SandboxError on failure."""
     tag = f"localhost/repogym-harbor-{task_dir.name.lower()}"
     cmd = [engine, "build", "-q", "-t", tag, str(task_dir / "environment")]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    if p.returncode != 0:
-        raise SandboxError(f"{engine} build of {task_dir.name} failed: {(p.stderr or p.stdout).strip()[-2000:]}")
+    p = run_bounded(cmd, cwd=None, env=None, timeout_s=BUILD_TIMEOUT_S, max_output_bytes=200_000)
+    if not p.ok:
+        why = "timed out" if p.timed_out else (p.stderr or p.stdout).strip()[-2000:]
+        raise SandboxError(f"{engine} build of {task_dir.name} failed: {why}")
     return tag
 
 
@@ -86,16 +86,21 @@ def _phase(engine: str, image: str, repo: Path, mounts: dict[Path, str], steps: 
 
 def _remove(engine: str, name: str) -> None:
     """Killing the client leaves the container running: remove it by name."""
-    subprocess.run([engine, "rm", "-f", "-t", "0", name], capture_output=True, timeout=60)
+    remove_container(engine, name)
 
 
 def _copy_repo(engine: str, image: str, dest: Path) -> None:
     """The image's /repo on the host, mounted back at /repo (repogym's container sandbox mounts the task there)."""
-    cid = subprocess.run([engine, "create", image, "true"], capture_output=True, text=True, check=True).stdout.strip()
+    made = engine_command(engine, "create", image, "true")
+    if not made.ok:
+        raise SandboxError(f"{engine} create {image} failed: {made.stderr.strip()[-500:]}")
+    cid = made.stdout.strip()
     try:
-        subprocess.run([engine, "cp", f"{cid}:/repo", str(dest)], capture_output=True, text=True, check=True)
+        copied = engine_command(engine, "cp", f"{cid}:/repo", str(dest))
+        if not copied.ok:
+            raise SandboxError(f"{engine} cp from {image} failed: {copied.stderr.strip()[-500:]}")
     finally:
-        subprocess.run([engine, "rm", "-f", cid], capture_output=True)
+        engine_command(engine, "rm", "-f", cid)
     if not (dest / ".git").is_dir():
         shutil.rmtree(dest, ignore_errors=True)
         raise SandboxError(f"{image} has no git repository at /repo")

@@ -11,12 +11,12 @@ import configparser
 import os
 import shlex
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from repogym.errors import RepogymError
+from repogym.sandbox.base import run_bounded
 
 BUILD_TIMEOUT_S = 1800.0
 CA_FILE = "repogym-ca.crt"
@@ -85,11 +85,11 @@ def build_image(engine: str, image: str, text: str, repo_dir: Path, say: Callabl
             shutil.copy(ca, ctx / "src" / CA_FILE)
         say(f"{engine} build -t {image}")
         cmd = [engine, "build", "-q", "-t", image, "-f", str(ctx / "Dockerfile"), str(ctx / "src")]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=BUILD_TIMEOUT_S)
-    except subprocess.TimeoutExpired as e:
-        raise RepogymError(f"{engine} build of {image} timed out after {BUILD_TIMEOUT_S:.0f}s") from e
+        p = run_bounded(cmd, cwd=None, env=None, timeout_s=BUILD_TIMEOUT_S, max_output_bytes=200_000)
     finally:
         shutil.rmtree(ctx, ignore_errors=True)
-    if p.returncode != 0:
+    if p.timed_out:
+        raise RepogymError(f"{engine} build of {image} timed out after {BUILD_TIMEOUT_S:.0f}s")
+    if not p.ok:
         tail = " | ".join((p.stderr or p.stdout).strip().splitlines()[-8:])
         raise RepogymError(f"{engine} build of {image} failed: {tail}")

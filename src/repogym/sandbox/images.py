@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import re
 import shutil
-import subprocess
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
 from repogym.errors import RepogymError
+from repogym.sandbox.base import run_bounded
 
 BASE_IMAGE = "localhost/repogym-base:bookworm"
 PACKAGES = ["python3", "python3-pip", "python3-venv", "python3-setuptools", "python3-pytest", "git"]
@@ -33,6 +33,17 @@ def apt_mirror() -> str:
     return "http://deb.debian.org/debian"
 
 
+BUILD_TIMEOUT_S = 1800.0
+
+
+def _bounded(argv: list[str], what: str) -> None:
+    """One build step, bounded in time and output (its process group killed on timeout); an error names it."""
+    r = run_bounded(argv, cwd=None, env=None, timeout_s=BUILD_TIMEOUT_S, max_output_bytes=200_000)
+    if not r.ok:
+        why = f"timed out after {BUILD_TIMEOUT_S:.0f}s" if r.timed_out else (r.stderr or r.stdout).strip()[-300:]
+        raise RepogymError(f"{what} failed: {why}")
+
+
 def build_base_image(
     engine: str = "podman", name: str = BASE_IMAGE, suite: str = "bookworm", say: Callable[[str], None] | None = None
 ) -> str:
@@ -46,15 +57,10 @@ def build_base_image(
         mirror = apt_mirror()
         say(f"debootstrap {suite} from {mirror} (about a minute)")
         cmd = ["debootstrap", "--variant=minbase", f"--include={','.join(PACKAGES)}", suite, str(work / "root"), mirror]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800)
-        if p.returncode != 0:
-            raise RepogymError(f"debootstrap failed: {(p.stderr or p.stdout).strip().splitlines()[-1:]}")
+        _bounded(cmd, "debootstrap")
         say(f"importing into {engine} as {name}")
-        tar = subprocess.Popen(["tar", "-C", str(work / "root"), "-c", "."], stdout=subprocess.PIPE)
-        imp = subprocess.run([engine, "import", "-", name], stdin=tar.stdout, capture_output=True, text=True)
-        tar.wait()
-        if imp.returncode != 0:
-            raise RepogymError(f"{engine} import failed: {imp.stderr.strip()}")
+        _bounded(["tar", "-C", str(work / "root"), "-cf", str(work / "root.tar"), "."], "tar")
+        _bounded([engine, "import", str(work / "root.tar"), name], f"{engine} import")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return name
