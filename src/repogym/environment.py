@@ -261,6 +261,12 @@ def _key(repo_dir: Path, spec: EnvSpec) -> str:
         f = repo_dir / name
         if f.exists():
             h.update(name.encode() + b"\0" + f.read_bytes())
+    # What the tests import decides what the build installs for them (unresolved imports): part of the key, or
+    # a project whose tests start importing a new library would reuse an environment without it.
+    config = pytest_config.read(repo_dir)
+    patterns = (config.python_files or pytest_config.DEFAULT_PYTHON_FILES) + pytest_config.EXTRA_TEST_FILES
+    names = imports.test_imports(repo_dir, pytest_config.test_files(repo_dir, patterns, config.testpaths))
+    h.update(json.dumps(sorted(names)).encode())
     return h.hexdigest()[:16]
 
 
