@@ -27,7 +27,7 @@ from repogym.repo import RepoSource, temp_working_copy
 from repogym.sandbox import Limits, Sandbox, open_sandbox
 from repogym.sandbox.images import BASE_IMAGE
 from repogym.sandbox.podman import default_image_name, image_exists
-from repogym.testresults import TestRun, collection_errors, parse_junit
+from repogym.testresults import TestRun, collection_errors, failure_messages, parse_junit
 
 JUNIT_FILE = "repogym-junit.xml"
 # pytest options in addopts that need a plugin, and the plugin that provides them.
@@ -349,6 +349,7 @@ def run_tests(spec: EnvSpec, sandbox: Sandbox, timeout_s: float = 900.0, max_out
         try:
             text = junit_host.read_text(errors="replace")
             run.outcomes, run.collection_errors = parse_junit(text), collection_errors(text)
+            run.messages = failure_messages(text)
             return run
         except ValueError as e:
             run.note = f"JUnit XML unreadable ({e}); judged by exit code"

@@ -53,6 +53,14 @@ class TaskRecord(Record):
     strategy: str = ""
     model: str | None = None
     usage: dict[str, Any] = Field(default_factory=dict)
+    changed_symbols: list[str] = Field(
+        default_factory=list, description="Qualified names of the functions or classes the change touches."
+    )
+    lines: dict[str, list[int]] = Field(
+        default_factory=dict, description="File -> lines of the base version the change replaces (1-based)."
+    )
+    covering_tests: int | None = Field(None, description="How many tests execute the changed lines at the base.")
+    changes: int = Field(1, description="Separate changes the task undoes: its difficulty.")
     schema_version: int = SCHEMA_VERSION
 
 
@@ -72,6 +80,11 @@ class ValidatedRecord(Record):
     task_description: str = ""
     FAIL_TO_PASS: list[str] | None = None
     PASS_TO_PASS: list[str] | None = None
+    changes: int = Field(1, description="Separate changes the task undoes: its difficulty.")
+    description_style: str = Field("template", description="How task_description was written: template or issue.")
+    description_usage: dict[str, Any] = Field(
+        default_factory=dict, description="Model and token usage of an issue-style description."
+    )
 
 
 class RejectedRecord(Record):

@@ -27,6 +27,7 @@ class TestRun:
     output: str = ""
     note: str = ""
     collection_errors: dict[str, str] = field(default_factory=dict)
+    messages: dict[str, str] = field(default_factory=dict)  # failed test id -> what the runner reported
 
     __test__ = False  # not a pytest test class
 
@@ -106,6 +107,24 @@ def _case_outcome(case: ET.Element) -> Outcome:
     if "skipped" in tags or case.get("status") in ("skipped", "disabled", "notrun"):
         return "skipped"
     return "passed"
+
+
+def failure_messages(xml_text: str, max_chars: int = 4000) -> dict[str, str]:
+    """Failed or errored test id -> the runner's message and traceback (cut to ``max_chars``), from JUnit XML:
+    what a user sees when the test fails."""
+    try:
+        root = ET.fromstring(xml_text)
+    except ET.ParseError:
+        return {}
+    out: dict[str, str] = {}
+    for suite in root.iter("testsuite"):
+        for case in suite.findall("testcase"):
+            for child in case:
+                if child.tag in ("failure", "error"):
+                    text = "\n".join(p for p in (child.get("message", ""), child.text or "") if p).strip()
+                    tid = _case_id(case, suite.get("name", ""))
+                    out[tid] = (out.get(tid, "") + "\n" + text).strip()[:max_chars]
+    return out
 
 
 def collection_errors(xml_text: str) -> dict[str, str]:
