@@ -157,19 +157,24 @@ def to_record(c: Candidate, wc: Path, src: RepoSource, task_id: str, files: list
         commit_sha=src.commit_sha,
         matching_files=files,
         subject=c.subject,
-        task_description=describe(c),
+        task_description=template_description([(c.edit.qualname.split("(")[0], c.path)]),
         patches=render([block]),
         reasoning=f"procedural transform {c.edit.transform} of {c.edit.qualname}",
         strategy=f"procedural:{c.edit.transform}",
     )
 
 
-def describe(c: Candidate) -> str:
-    """What is broken, as a user of the code sees it; never how it was broken. Validation adds the tests."""
-    name = c.edit.qualname.split("(")[0]
+def template_description(places: list[tuple[str, str]]) -> str:
+    """What is broken, as a user of the code sees it, from (function, file) pairs; never how it was broken.
+    Validation adds the tests."""
+    names = [f"`{name}` in `{path}`" for name, path in places]
+    if len(names) == 1:
+        what = f"{names[0]} no longer behaves as its callers"
+    else:
+        what = ", ".join(names[:-1]) + f" and {names[-1]} no longer behave as their callers"
     return (
-        f"`{name}` in `{c.path}` no longer behaves as its callers and the test suite expect. "
-        f"Find what is wrong and restore the expected behaviour without changing the tests."
+        f"{what} and the test suite expect. "
+        "Find what is wrong and restore the expected behaviour without changing the tests."
     )
 
 
