@@ -336,13 +336,34 @@ def open_env_sandbox(spec: EnvSpec, wc: Path, limits: Limits | None = None, sess
     return open_sandbox(spec.backend, wc, image=spec.image, env=env, ro_binds=binds, limits=limits, session=session)
 
 
-def run_tests(spec: EnvSpec, sandbox: Sandbox, timeout_s: float = 900.0, max_output_bytes: int = 200_000) -> TestRun:
-    """Run the suite once in ``sandbox`` and collect per-test outcomes."""
+MAX_SELECTION_CHARS = 60_000  # one shell argument holds 128 KiB: past this, select whole files
+
+
+def selection_args(tests: list[str]) -> list[str]:
+    """pytest arguments that run only ``tests`` (node ids, or files), with the rootdir of a whole-suite run
+    (with path arguments and no config file, pytest would root the ids at their common folder)."""
+    if sum(len(t) + 3 for t in tests) > MAX_SELECTION_CHARS:
+        tests = sorted({t.split("::", 1)[0] for t in tests})
+    return ["--rootdir=.", *tests]
+
+
+def run_tests(
+    spec: EnvSpec,
+    sandbox: Sandbox,
+    timeout_s: float = 900.0,
+    max_output_bytes: int = 200_000,
+    select: list[str] | None = None,
+) -> TestRun:
+    """Run the suite once in ``sandbox`` and collect per-test outcomes; ``select``: only these tests (pytest node
+    ids or test files), for a pytest suite."""
     junit_inside = f"{sandbox.tmp_inside}/{JUNIT_FILE}"
     junit_host = sandbox.host_path(junit_inside)
     junit_host.unlink(missing_ok=True)
     env = {**spec.test_env, "REPOGYM_JUNIT": junit_inside, "COVERAGE_FILE": f"{sandbox.tmp_inside}/.coverage"}
-    cmd = f"{spec.setup_command} && {spec.test_command}" if spec.setup_command else spec.test_command
+    test_command = spec.test_command
+    if select is not None and spec.pytest:
+        test_command = f"{test_command} {shlex.join(selection_args(select))}"
+    cmd = f"{spec.setup_command} && {test_command}" if spec.setup_command else test_command
     r = sandbox.exec(cmd, env=env, timeout_s=timeout_s, max_output_bytes=max_output_bytes)
     run = TestRun(exit_code=r.exit_code, timed_out=r.timed_out, seconds=r.seconds, output=r.stdout + r.stderr)
     if junit_host.exists():

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shlex
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from repogym import baserun, patches, testresults
+from repogym import baserun, describe, patches, testresults
 from repogym.agents.external import ExternalAgentConfig, external_trajectory
 from repogym.agents.loop import AgentConfig, Trajectory, run_agent
 from repogym.environment import BaseRun, EnvSpec, open_env_sandbox, run_tests
@@ -25,11 +27,13 @@ from repogym.llm import LLM, ModelConfig
 from repogym.project.pytest_config import is_test_path
 from repogym.records import RejectedRecord, TaskRecord, ValidatedRecord, append_record, existing_ids
 from repogym.repo import RepoSource, changed_files, commit_all, diff, git, temp_working_copy
+from repogym.synth.coverage import CoverageMap
 from repogym.testresults import TestRun
 
 COLLECTION_ERROR_CODES = (2, 3, 4, 5)  # pytest: interrupted, internal error, usage error, no tests collected
 KILLED_CODES = (-9, 137)  # SIGKILL: the sandbox's memory or process limit
 MAX_REPAIRS = 3
+SELECTED_START_S = 10.0  # the least a selected run is allowed for the runner's start and collection
 
 
 class Rejected(RepogymError):
@@ -73,25 +77,35 @@ def validate_auto(
     base: Baseline,
     timeout_s: float = 900.0,
     max_fail_fraction: float = 0.5,
+    coverage: CoverageMap | None = None,
+    writer: IssueWriter | None = None,
 ) -> ValidatedRecord:
-    """Validate one candidate without an LLM; raises Rejected with the reason when it cannot be a task."""
+    """Validate one candidate without an LLM; raises Rejected with the reason when it cannot be a task. With a
+    ``writer``, the description is an issue a model wrote from the failures (the template otherwise).
+
+    With a coverage map (change-aware validation) only the tests that execute the changed lines run with the
+    change, and only the test files the task moves run in the task state: a test that executes no changed line
+    behaves as at the base. A change to lines run at import, or a selection the runner cannot take, runs the
+    whole suite; checks 1 and 3 run the whole suite of every task that survives.
+    """
     with temp_working_copy(src, prefix="repogym-validate-") as wc:
         try:
             changed = patches.apply(patches.parse(task.patches), wc).files
         except PatchError as e:
             raise Rejected(f"the candidate's patch does not apply: {e}") from e
         _mark_changed(wc, changed)
-        run = _run(spec, wc, timeout_s)
-        failing = _failing(run, base, timeout_s, max_fail_fraction)
+        selection = _selection(coverage, task.lines or changed_lines(wc), spec)
+        run, failing, selected = _with_change(spec, wc, base, timeout_s, max_fail_fraction, selection, coverage)
         source_files = _changed(wc)
-        test_files = separate_tests(wc, spec, base, failing, source_files, timeout_s)
+        test_files = separate_tests(wc, spec, base, failing, source_files, timeout_s, subset=selected)
         src_diff = diff(wc, src.commit_sha)
         if not set(changed) <= set(changed_files(src_diff)):
             raise Rejected(f"the source change is missing from src.diff (files {', '.join(changed)})")
         task_sha = commit_all(wc, f"task state of {task.task_id}")
         git(["checkout", "-q", src.commit_sha, "--", *test_files], cwd=wc)
         tests_diff = diff(wc, task_sha)
-    return ValidatedRecord(
+    passing = set(run.passed) | (base.passing - set(run.outcomes)) if selected else set(run.passed)
+    record = ValidatedRecord(
         task_id=task.task_id,
         repo=task.repo,
         container=spec.image or spec.venv or spec.backend,
@@ -100,10 +114,94 @@ def validate_auto(
         task_description=describe_failures(task, run, failing),
         commit_message=f"{task.subject}\n\nFails: {', '.join(failing)}",
         validator="auto",
-        log=f"{len(failing)} test(s) fail with the change; {len(run.passed)} pass",
+        log=f"{len(failing)} test(s) fail with the change; "
+        + (f"{len(run.outcomes)} selected test(s) ran" if selected else f"{len(run.passed)} pass"),
         FAIL_TO_PASS=failing,
-        PASS_TO_PASS=sorted(base.passing & set(run.passed)),
+        PASS_TO_PASS=sorted(base.passing & passing - set(failing)),
+        changes=task.changes,
     )
+    if writer is not None:
+        text, usage = writer(task, run, failing)
+        record = record.model_copy(
+            update={"task_description": text, "description_style": "issue", "description_usage": usage}
+        )
+    return record
+
+
+class IssueWriter:
+    """Writes a task's description as an issue, with a model, from what a user sees of the failures (never the
+    diff, never the changed function's name); picklable, so a Ray worker can run it."""
+
+    def __init__(self, model: ModelConfig) -> None:
+        self.model = model
+
+    def __call__(self, task: TaskRecord, run: TestRun, failing: list[str]) -> tuple[str, dict[str, Any]]:
+        symbols = task.changed_symbols or [task.subject.split(" in ", 1)[-1].split(" (", 1)[0]]
+        try:
+            return describe.issue_description(self.model, run, failing, symbols)
+        except describe.DescriptionError as e:
+            if isinstance(e.__cause__, describe.DescriptionError):
+                raise Rejected(str(e)) from e  # the model never left the name out
+            raise  # the endpoint: every candidate would meet it, so the stage stops and says so
+
+
+def _selection(coverage: CoverageMap | None, lines: dict[str, list[int]], spec: EnvSpec) -> list[str] | None:
+    """The tests to run with the change, or None for the whole suite (no map, a change at import time)."""
+    if coverage is None or not spec.pytest or not lines or coverage.at_import(lines):
+        return None
+    covering = coverage.covering(lines)
+    if not covering:
+        raise Rejected("no test executes the changed lines (per the coverage map)")
+    return covering
+
+
+def selected_timeout(coverage: CoverageMap | None, tests: list[str], base: Baseline) -> float:
+    """A run of selected tests that takes 10x what they took in the (slower, traced) coverage run, plus a base
+    run's time for the runner's start, is stuck: a mutation that loops costs seconds, not the suite's timeout."""
+    return max(SELECTED_START_S, base.facts.seconds) + 10 * (coverage.seconds_of(tests) if coverage else 0.0)
+
+
+def _with_change(
+    spec: EnvSpec,
+    wc: Path,
+    base: Baseline,
+    timeout_s: float,
+    max_fail_fraction: float,
+    selection: list[str] | None,
+    coverage: CoverageMap | None,
+) -> tuple[TestRun, list[str], bool]:
+    """(the run with the change, the tests it makes fail, whether only a selection ran)."""
+    if selection is not None:
+        limit = min(timeout_s, selected_timeout(coverage, selection, base))
+        run = _run(spec, wc, limit, selection)
+        if _selection_ran(run, base):
+            return run, _failing(run, base, limit, max_fail_fraction), True
+    run = _run(spec, wc, timeout_s)
+    return run, _failing(run, base, timeout_s, max_fail_fraction), False
+
+
+def _selection_ran(run: TestRun, base: Baseline) -> bool:
+    """Whether a selected run can be trusted: it ran tests the base run knows (same ids), without a usage error
+    (a node id pytest could not find) or a collection error. A timeout or a kill counts: the whole suite would
+    meet the same loop."""
+    if run.timed_out or run.exit_code in KILLED_CODES:
+        return True
+    known = base.passing | base.excluded
+    return bool(run.outcomes) and run.exit_code not in (2, 3, 4, 5) and bool(set(run.outcomes) & known)
+
+
+def changed_lines(wc: Path) -> dict[str, list[int]]:
+    """File -> base lines the working copy's uncommitted change replaces (an insertion: the lines around it)."""
+    out: dict[str, list[int]] = {}
+    path = ""
+    for line in git(["diff", "-U0", "--no-color", "--no-ext-diff", "HEAD"], cwd=wc).splitlines():
+        if line.startswith("--- "):
+            path = line[6:] if line.startswith("--- a/") else ""
+        m = re.match(r"@@ -(\d+)(?:,(\d+))? ", line)
+        if m and path:
+            start, count = int(m.group(1)), int(m.group(2) or 1)
+            out.setdefault(path, []).extend(range(start, start + count) if count else (start, start + 1))
+    return out
 
 
 def _mark_changed(wc: Path, files: list[str]) -> None:
@@ -113,9 +211,9 @@ def _mark_changed(wc: Path, files: list[str]) -> None:
         os.utime(wc / rel, ns=(later, later))
 
 
-def _run(spec: EnvSpec, wc: Path, timeout_s: float) -> TestRun:
+def _run(spec: EnvSpec, wc: Path, timeout_s: float, select: list[str] | None = None) -> TestRun:
     with open_env_sandbox(spec, wc) as sb:
-        return run_tests(spec, sb, timeout_s)
+        return run_tests(spec, sb, timeout_s, select=select)
 
 
 def _failing(run: TestRun, base: Baseline, timeout_s: float, max_fail_fraction: float) -> list[str]:
@@ -138,21 +236,37 @@ def _failing(run: TestRun, base: Baseline, timeout_s: float, max_fail_fraction: 
 
 
 def separate_tests(
-    wc: Path, spec: EnvSpec, base: Baseline, failing: list[str], source_files: list[str], timeout_s: float
+    wc: Path,
+    spec: EnvSpec,
+    base: Baseline,
+    failing: list[str],
+    source_files: list[str],
+    timeout_s: float,
+    subset: bool = False,
 ) -> list[str]:
     """Remove the failing tests from the changed working copy so that the rest of the suite passes; returns
     the test files touched (they become tests.diff).
 
     First surgically (the functions, methods or parametrized functions that produce the failing tests); then, as
     long as the task state still has failing tests or modules that no longer collect, the whole modules move
-    into tests.diff (their passing tests come back as PASS_TO_PASS). Rejected when that cannot work.
+    into tests.diff (their passing tests come back as PASS_TO_PASS). Rejected when that cannot work. ``subset``:
+    run only the touched test files that remain (the rest of the suite ran, or behaves as at the base).
     """
     whole: set[str] = set()
     for _ in range(MAX_REPAIRS):
         files = remove_tests(wc, failing, whole)
         if set(source_files) & set(files):
             raise Rejected("the change touches a test file")
-        problems = _task_state_problems(_run(spec, wc, timeout_s), base)
+        if subset:
+            left = [f for f in files if (wc / f).is_file() and f.endswith(".py")]
+            if not left:
+                return files
+            run = _run(spec, wc, timeout_s, left)
+            if not _selection_ran(run, base):
+                run = _run(spec, wc, timeout_s)
+        else:
+            run = _run(spec, wc, timeout_s)
+        problems = _task_state_problems(run, base)
         if not problems:
             return files
         more = {_test_file(wc, t) for t in problems}
@@ -382,7 +496,8 @@ def validate_with_agent(
 
 class CandidateValidator:
     """Validate one candidate (auto, or with an agent) into a record or a rejection; picklable, so a Ray worker
-    can run it. The base run is computed once, before, and travels with it."""
+    can run it. The base run and the coverage map (change-aware validation; None runs the whole suite) are
+    computed once, before, and travel with it."""
 
     def __init__(
         self,
@@ -392,17 +507,23 @@ class CandidateValidator:
         tips: str = "",
         timeout_s: float | None = None,
         max_fail_fraction: float = 0.5,
+        coverage: CoverageMap | None = None,
+        writer: IssueWriter | None = None,
     ) -> None:
         self.src, self.spec, self.runner, self.tips = src, spec, runner, tips
         self.base = Baseline(spec)
         self.timeout_s = timeout_s or self.base.timeout()
         self.max_fail_fraction = max_fail_fraction
+        self.coverage, self.writer = coverage, writer
 
     def __call__(self, task: TaskRecord) -> ValidatedRecord | RejectedRecord:
         try:
             if self.runner is not None:
                 return validate_with_agent(task, self.src, self.spec, self.runner, self.tips)[0]
-            return validate_auto(task, self.src, self.spec, self.base, self.timeout_s, self.max_fail_fraction)
+            return validate_auto(
+                task, self.src, self.spec, self.base, self.timeout_s, self.max_fail_fraction, self.coverage,
+                self.writer,
+            )  # fmt: skip
         except Rejected as e:
             return RejectedRecord(task_id=task.task_id, strategy=task.strategy, reason=str(e))
 

@@ -1,52 +1,189 @@
-"""Which functions the test suite executes: one instrumented run, so mutations aim at tested code only.
+"""Which lines each test executes: one instrumented run of the suite at the base, stored with the environment.
 
-A profile hook records the (file, first line) of every Python function called while pytest runs (with the
-options every run of the suite needs: ignored modules, test file names); it needs no plugin in the project's
-environment.
+The map aims synthesis (only lines some test executes are changed, preferably lines few tests run) and lets
+validation run only the tests that execute a candidate's changed lines. A line-trace hook (the standard
+library's ``sys.settrace``; no plugin in the project's environment) records, per test, the lines of the
+project's own files run while that test's setup, call and teardown run; lines run outside any test (imports,
+collection, class bodies, module bodies) are import-time lines, whose change can reach every test.
 """
 
 from __future__ import annotations
 
 import json
 import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
 
-from repogym.environment import EnvSpec
-from repogym.sandbox import Sandbox
+from repogym.environment import EnvSpec, open_env_sandbox
+from repogym.repo import RepoSource, cache_dir, temp_working_copy
+
+FORMAT = 1  # in the cache file's name: a new probe records the map anew
 
 _PROBE = r"""
-import json, os, sys, threading
-root = os.getcwd() + os.sep
-seen = set()
-def hook(frame, event, arg):
-    if event == "call":
-        code = frame.f_code
-        if code.co_filename.startswith(root):
-            seen.add((code.co_filename[len(root):], code.co_firstlineno))
-sys.setprofile(hook)
-threading.setprofile(hook)
+import json, os, sys, threading, time
 import pytest
+
+root = os.getcwd() + os.sep
+tests, per_test, seconds, at_import = [], [], [], set()
+current = [None]
+wanted = {}
+
+def keep(filename):
+    hit = wanted.get(filename)
+    if hit is None:
+        name = os.path.basename(filename)
+        hit = wanted[filename] = (filename.startswith(root) and "site-packages" not in filename
+                                  and not name.startswith("test_") and not name.endswith("_test.py")
+                                  and name != "conftest.py")
+    return hit
+
+def local(frame, event, arg):
+    if event == "line":
+        hits = current[0]
+        if hits is None or not frame.f_code.co_flags & 1:  # no test running, or a module or class body
+            at_import.add((frame.f_code.co_filename, frame.f_lineno))
+        else:
+            hits.add((frame.f_code.co_filename, frame.f_lineno))
+    return local
+
+def trace(frame, event, arg):
+    return local if keep(frame.f_code.co_filename) else None
+
+class PerTest:
+    @pytest.hookimpl(hookwrapper=True)
+    def pytest_runtest_protocol(self, item, nextitem):
+        current[0] = set()
+        start = time.perf_counter()
+        yield
+        seconds.append(round(time.perf_counter() - start, 4))
+        tests.append(item.nodeid)
+        per_test.append(current[0])
+        current[0] = None
+
+threading.settrace(trace)
+sys.settrace(trace)
 try:
-    code = pytest.main(["-q", "-p", "no:cacheprovider", *json.loads(os.environ["REPOGYM_PYTEST_ARGS"])])
+    code = pytest.main(["-q", "-p", "no:cacheprovider", *json.loads(os.environ["REPOGYM_PYTEST_ARGS"])],
+                       plugins=[PerTest()])
 finally:
-    sys.setprofile(None)
+    sys.settrace(None)
+    threading.settrace(None)
+    sets, index, lines = [], {}, {}
+    by_line = {}
+    for i, hits in enumerate(per_test):
+        for key in hits:
+            by_line.setdefault(key, []).append(i)
+    for (filename, line), ids in by_line.items():
+        key = tuple(ids)
+        if key not in index:
+            index[key] = len(sets)
+            sets.append(ids)
+        lines.setdefault(filename[len(root):], {})[line] = index[key]
+    imports = {}
+    for filename, line in at_import:
+        imports.setdefault(filename[len(root):], []).append(line)
     with open(os.environ["REPOGYM_COVERAGE"], "w") as f:
-        json.dump(sorted(seen), f)
+        json.dump({"tests": tests, "seconds": seconds, "sets": sets, "lines": lines, "import_lines": imports}, f)
 sys.exit(int(code))
 """
 
 
-def executed_functions(spec: EnvSpec, sandbox: Sandbox, timeout_s: float = 900.0) -> set[tuple[str, int]] | None:
-    """(relative path, first line of the def or its decorator) of every function the tests called.
+@dataclass
+class CoverageMap:
+    """Per-test line coverage of a repository at its base commit; test ids are pytest node ids."""
 
-    Returns None when the probe could not run (a non-pytest suite, say): then every function is a target.
-    """
-    out = f"{sandbox.tmp_inside}/repogym-coverage.json"
-    host = sandbox.host_path(out)
-    host.unlink(missing_ok=True)
-    cmd = f"{spec.setup_command} && " if spec.setup_command else ""
-    cmd += "python3 -c " + shlex.quote(_PROBE)
-    env = {**spec.test_env, "REPOGYM_COVERAGE": out, "REPOGYM_PYTEST_ARGS": json.dumps(spec.pytest_args)}
-    sandbox.exec(cmd, env=env, timeout_s=timeout_s, max_output_bytes=100_000)
-    if not host.exists():
+    tests: list[str]
+    seconds: list[float] = field(default_factory=list)  # each test's duration, traced (slower than a plain run)
+    sets: list[list[int]] = field(default_factory=list)  # distinct sets of test indices
+    lines: dict[str, dict[int, int]] = field(default_factory=dict)  # file -> line -> index into sets
+    import_lines: dict[str, set[int]] = field(default_factory=dict)  # run outside any test, or in a class/module body
+
+    @classmethod
+    def from_json(cls, text: str) -> CoverageMap:
+        data = json.loads(text)
+        return cls(
+            tests=list(data["tests"]),
+            seconds=[float(x) for x in data.get("seconds", [])],
+            sets=[list(s) for s in data["sets"]],
+            lines={f: {int(n): int(i) for n, i in by.items()} for f, by in data["lines"].items()},
+            import_lines={f: {int(n) for n in ns} for f, ns in data.get("import_lines", {}).items()},
+        )
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "tests": self.tests,
+                "seconds": self.seconds,
+                "sets": self.sets,
+                "lines": self.lines,
+                "import_lines": {f: sorted(ns) for f, ns in self.import_lines.items()},
+            }
+        )
+
+    def covered(self, path: str) -> set[int]:
+        """Lines of ``path`` that at least one test executes."""
+        return set(self.lines.get(path, {}))
+
+    def covering(self, lines: dict[str, list[int]]) -> list[str]:
+        """Node ids of the tests that execute any of ``lines`` (file -> line numbers), in suite order."""
+        idx: set[int] = set()
+        for path, numbers in lines.items():
+            by_line = self.lines.get(path, {})
+            for n in numbers:
+                if n in by_line:
+                    idx.update(self.sets[by_line[n]])
+        return [self.tests[i] for i in sorted(idx)]
+
+    def seconds_of(self, tests: list[str]) -> float:
+        """How long ``tests`` took in the traced run (an upper bound of a plain run)."""
+        wanted = set(tests)
+        return sum(s for t, s in zip(self.tests, self.seconds, strict=False) if t in wanted)
+
+    def at_import(self, lines: dict[str, list[int]]) -> bool:
+        """Whether any of ``lines`` runs outside a test (at import, in a class or module body): a change there
+        can reach tests that never execute it."""
+        return any(set(numbers) & self.import_lines.get(path, set()) for path, numbers in lines.items())
+
+
+def probe(spec: EnvSpec, wc: Path, timeout_s: float = 900.0) -> CoverageMap | None:
+    """Run the instrumented suite in working copy ``wc``; None when it cannot run (a non-pytest suite)."""
+    if not spec.pytest:
         return None
-    return {(str(p), int(n)) for p, n in json.loads(host.read_text())}
+    with open_env_sandbox(spec, wc) as sb:
+        out = f"{sb.tmp_inside}/repogym-coverage.json"
+        host = sb.host_path(out)
+        host.unlink(missing_ok=True)
+        cmd = f"{spec.setup_command} && " if spec.setup_command else ""
+        cmd += "python3 -c " + shlex.quote(_PROBE)
+        env = {**spec.test_env, "REPOGYM_COVERAGE": out, "REPOGYM_PYTEST_ARGS": json.dumps(spec.pytest_args)}
+        sb.exec(cmd, env=env, timeout_s=timeout_s, max_output_bytes=100_000)
+        if not host.exists():
+            return None
+        found = CoverageMap.from_json(host.read_text())
+    return found if found.tests and found.lines else None  # no line seen: tests ran elsewhere (xdist)
+
+
+def _cache_path(spec: EnvSpec, src: RepoSource) -> Path:
+    name = f"{spec.repo_name.replace('#', '__')}-{spec.backend}-{spec.key}-{src.commit_sha[:12]}-v{FORMAT}.json"
+    return cache_dir() / "coverage" / name
+
+
+def coverage_map(
+    src: RepoSource, spec: EnvSpec, timeout_s: float = 900.0, wc: Path | None = None
+) -> CoverageMap | None:
+    """The coverage map of this environment at this commit: the stored one, or a new probe (stored). ``wc``: a
+    working copy at the base to probe in (a fresh one otherwise)."""
+    path = _cache_path(spec, src)
+    if path.exists():
+        return CoverageMap.from_json(path.read_text())
+    if wc is not None:
+        found = probe(spec, wc, timeout_s)
+    else:
+        with temp_working_copy(src) as fresh:
+            found = probe(spec, fresh, timeout_s)
+    if found is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(found.to_json())
+        tmp.replace(path)
+    return found

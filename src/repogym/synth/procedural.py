@@ -5,8 +5,9 @@ from __future__ import annotations
 import ast
 import fnmatch
 import hashlib
+import math
 import random
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,8 @@ from repogym.patches import block_for_edit, render
 from repogym.project.pytest_config import is_test_path
 from repogym.records import TaskRecord, task_id
 from repogym.repo import RepoSource
-from repogym.synth.transforms import Edit, edits, first_line, functions
+from repogym.synth.coverage import CoverageMap
+from repogym.synth.transforms import FUNCTION_TRANSFORMS, Edit, edits, first_line, functions
 
 # Folders and top-level modules that hold no importable project code.
 NOT_SOURCE = {
@@ -54,10 +56,16 @@ NOT_SOURCE = {
 class Candidate:
     path: str
     edit: Edit
+    lines: tuple[int, ...] = ()  # base lines the change replaces (for a signature: the body's first line)
+    covering: int | None = None  # tests that execute those lines (None: no coverage map)
 
     @property
     def subject(self) -> str:
         return f"{self.edit.transform} in {self.edit.qualname} ({self.path})"
+
+    @property
+    def function(self) -> str:
+        return self.edit.qualname.split("(")[0]
 
 
 def matching_files(wc: Path, patterns: list[str], include_tests: bool = False) -> list[str]:
@@ -95,8 +103,11 @@ def _is_package(p: Path, root: Path, wc: Path) -> bool:
     return (p / "__init__.py").is_file() or root != wc
 
 
-def candidates(wc: Path, files: list[str], executed: set[tuple[str, int]] | None) -> Iterator[Candidate]:
-    """Every parseable, distinct transform of a function the tests execute (all functions if unknown)."""
+def candidates(
+    wc: Path, files: list[str], coverage: CoverageMap | None, max_share: float = 1.0
+) -> Iterator[Candidate]:
+    """Every parseable, distinct transform whose changed lines some test executes, but not more than
+    ``max_share`` of the tests (more could fail: validation rejects such a change); every one without a map."""
     seen: set[str] = set()
     for rel in files:
         text = (wc / rel).read_text()
@@ -104,47 +115,88 @@ def candidates(wc: Path, files: list[str], executed: set[tuple[str, int]] | None
             tree = ast.parse(text)
         except SyntaxError:
             continue
-        tested = _tested_names(tree, rel, executed)
+        bodies = _body_starts(tree)
+        covered = coverage.covered(rel) if coverage is not None else None
         for edit in edits(text):
-            if tested is not None and edit.qualname.split("(")[0] not in tested:
+            lines = aim_lines(text, edit, bodies)
+            if covered is not None and not set(lines) & covered:
                 continue
             digest = hashlib.sha256(f"{rel}\0{edit.content}".encode()).hexdigest()
-            if digest not in seen:
-                seen.add(digest)
-                yield Candidate(rel, edit)
+            if digest in seen:
+                continue
+            seen.add(digest)
+            count = None
+            if coverage is not None:
+                count = len(coverage.covering({rel: list(lines)}))
+                if count > max_share * len(coverage.tests):
+                    continue
+            yield Candidate(rel, edit, lines, count)
 
 
-def _tested_names(tree: ast.Module, rel: str, executed: set[tuple[str, int]] | None) -> set[str] | None:
-    """Qualified names of executed functions, and of classes with an executed method."""
-    if executed is None:
-        return None
-    names: set[str] = set()
-    for qual, node in functions(tree):
-        if (rel, first_line(node)) in executed or (rel, node.lineno) in executed:
-            names.add(qual)
-            parts = qual.split(".")
-            for k in range(1, len(parts)):
-                names.add(".".join(parts[:k]))
-    return names
+BLOCK_REMOVALS = ("remove_conditional", "remove_loop")
 
 
-def select(pool: list[Candidate], n: int, seed: int, avoid: set[str]) -> list[Candidate]:
-    """Pick up to n candidates, round-robin over transforms so that every kind is represented."""
+def _body_starts(tree: ast.Module) -> dict[int, int]:
+    """Line of a function's signature -> line of its first statement (a default value is evaluated at import,
+    but only calls of the function see it: they run the body)."""
+    out: dict[int, int] = {}
+    for _qual, node in functions(tree):
+        for line in range(first_line(node), node.body[0].lineno):
+            out[line] = node.body[0].lineno
+    return out
+
+
+def aim_lines(text: str, edit: Edit, bodies: dict[int, int]) -> tuple[int, ...]:
+    """The base lines an edit replaces (an insertion: the lines around it); a function transform's signature
+    lines stand for the function's body. Class transforms keep their own lines (they change the class at import)."""
+    start, end, _ = _changed_range(text, edit.content)
+    lines = list(range(start + 1, end + 1)) or [start, start + 1]
+    if edit.transform in BLOCK_REMOVALS and len(lines) > 1:
+        lines = lines[1:]  # the header runs whenever the block is reached; the body must run for a removal to tell
+    if edit.transform in FUNCTION_TRANSFORMS:
+        lines = [bodies.get(n, n) for n in lines]
+    return tuple(sorted(set(lines)))
+
+
+def select(pool: list[Candidate], n: int, seed: int, avoid: set[str], total_tests: int = 0) -> list[Candidate]:
+    """Pick up to n candidates: round-robin over transforms so that every kind is represented; within a kind a
+    function not used yet, in a file under its share (twice an even split: no file takes the whole budget), on
+    lines few tests run (a change to code most tests run breaks the whole program), in the file used least."""
     rng = random.Random(seed)
     by_kind: dict[str, list[Candidate]] = defaultdict(list)
     for c in pool:
         if c.subject not in avoid:
             by_kind[c.edit.transform].append(c)
-    for group in by_kind.values():
-        rng.shuffle(group)
+    order = {id(c): rng.random() for group in by_kind.values() for c in group}
     kinds = sorted(by_kind)
     rng.shuffle(kinds)
+    used_function: Counter[tuple[str, str]] = Counter()
+    used_file: Counter[str] = Counter()
+    cap = 2 * math.ceil(n / max(1, len({c.path for group in by_kind.values() for c in group})))
+
+    def key(c: Candidate) -> tuple[bool, bool, int, int, int, float]:
+        fn, file = used_function[(c.path, c.function)], used_file[c.path]
+        return fn > 0, file >= cap, _tier(c.covering, total_tests), file, fn, order[id(c)]
+
     picked: list[Candidate] = []
     while len(picked) < n and any(by_kind.values()):
         for kind in kinds:
             if by_kind[kind] and len(picked) < n:
-                picked.append(by_kind[kind].pop())
+                best = min(by_kind[kind], key=key)
+                by_kind[kind].remove(best)
+                picked.append(best)
+                used_function[(best.path, best.function)] += 1
+                used_file[best.path] += 1
     return picked
+
+
+def _tier(covering: int | None, total: int) -> int:
+    """0 for lines a few tests run (at least two: a line one test runs is often not checked by it), 1 for one
+    test or up to half the suite, 2 beyond."""
+    if covering is None or not total:
+        return 0
+    share = covering / total
+    return 0 if covering >= 2 and share <= 0.25 else 1 if share <= 0.5 else 2
 
 
 def to_record(c: Candidate, wc: Path, src: RepoSource, task_id: str, files: list[str]) -> TaskRecord:
@@ -157,10 +209,13 @@ def to_record(c: Candidate, wc: Path, src: RepoSource, task_id: str, files: list
         commit_sha=src.commit_sha,
         matching_files=files,
         subject=c.subject,
-        task_description=template_description([(c.edit.qualname.split("(")[0], c.path)]),
+        task_description=template_description([(c.function, c.path)]),
         patches=render([block]),
         reasoning=f"procedural transform {c.edit.transform} of {c.edit.qualname}",
         strategy=f"procedural:{c.edit.transform}",
+        changed_symbols=[c.function],
+        lines={c.path: list(c.lines)},
+        covering_tests=c.covering,
     )
 
 
@@ -197,11 +252,13 @@ def synthesize(
     num_candidates: int,
     seed: int,
     avoid: set[str],
-    executed: set[tuple[str, int]] | None,
+    coverage: CoverageMap | None,
     first_index: int = 0,
+    max_share: float = 0.5,
 ) -> list[TaskRecord]:
-    """Up to ``num_candidates`` task records from working copy ``wc`` (at the base commit)."""
+    """Up to ``num_candidates`` task records from working copy ``wc`` (at the base commit); ``max_share``: the
+    largest share of the suite a changed line may be run by (validation's --max-fail-fraction)."""
     files = matching_files(wc, patterns)
-    pool = list(candidates(wc, files, executed))
-    picked = select(pool, num_candidates, seed, avoid)
+    pool = list(candidates(wc, files, coverage, max_share))
+    picked = select(pool, num_candidates, seed, avoid, len(coverage.tests) if coverage else 0)
     return [to_record(c, wc, src, task_id(src.name, first_index + k), files) for k, c in enumerate(picked)]

@@ -7,12 +7,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from repogym.environment import EnvSpec, open_env_sandbox
+from repogym.environment import EnvSpec
 from repogym.errors import RepogymError
 from repogym.records import TaskRecord
 from repogym.repo import RepoSource, temp_working_copy
 from repogym.synth import feature_removal, procedural
-from repogym.synth.coverage import executed_functions
+from repogym.synth.coverage import coverage_map
 
 
 @dataclass
@@ -26,6 +26,7 @@ class SynthRequest:
     avoid: list[str] = field(default_factory=list)
     first_index: int = 0
     spec: EnvSpec | None = None  # procedural: the built environment, whose coverage run aims the changes
+    max_share: float = 0.5  # procedural: the largest share of the suite a changed line may be run by
     timeout_s: float = 900.0
     model: feature_removal.FeatureRemovalConfig | None = None  # feature_removal: the model and its options
     log: Callable[[str], None] = lambda _m: None
@@ -34,12 +35,14 @@ class SynthRequest:
 def _procedural(req: SynthRequest, wc: Path) -> list[TaskRecord]:
     if req.spec is None:
         raise RepogymError("the procedural strategy needs the built environment (its coverage run aims the changes)")
-    with open_env_sandbox(req.spec, wc) as sb:
-        executed = executed_functions(req.spec, sb, req.timeout_s)
-    req.log(f"coverage probe: {len(executed) if executed is not None else 'unavailable'} functions run")
+    cov = coverage_map(req.src, req.spec, req.timeout_s, wc)
+    if cov is None:
+        req.log("coverage map unavailable (not a pytest suite, or the probe failed): every function is a target")
+    else:
+        req.log(f"coverage map: {len(cov.tests)} tests, {sum(len(v) for v in cov.lines.values())} lines executed")
     return procedural.synthesize(
         req.src, wc, req.patterns, num_candidates=req.num_candidates, seed=req.seed, avoid=set(req.avoid),
-        executed=executed, first_index=req.first_index,
+        coverage=cov, first_index=req.first_index, max_share=req.max_share,
     )  # fmt: skip
 
 

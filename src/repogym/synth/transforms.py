@@ -158,11 +158,35 @@ _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 _JUMPS = (ast.Return, ast.Raise, ast.Break, ast.Continue)
 
 
+def _stored(node: ast.AST) -> set[str]:
+    """Names and attribute paths (``self.x``) a statement assigns."""
+    return {
+        ast.unparse(n)
+        for n in ast.walk(node)
+        if isinstance(n, ast.Name | ast.Attribute) and isinstance(n.ctx, ast.Store)
+    }
+
+
+def _loaded(node: ast.AST) -> set[str]:
+    """Names and attribute paths a statement reads."""
+    return {
+        ast.unparse(n)
+        for n in ast.walk(node)
+        if isinstance(n, ast.Name | ast.Attribute) and isinstance(n.ctx, ast.Load)
+    }
+
+
+def _while_names(func: ast.FunctionDef) -> set[str]:
+    """Names the conditions of the function's while loops read: removing their update would loop forever."""
+    return {name for n in expressions(func) if isinstance(n, ast.While) for name in _loaded(n.test)}
+
+
 def remove_kind(kinds: tuple[type, ...]) -> Callable[[Source, ast.FunctionDef], Iterator[str]]:
     def transform(src: Source, func: ast.FunctionDef) -> Iterator[str]:
+        looping = _while_names(func)
         for body in statement_bodies(func):
             for i, s in enumerate(body):
-                if isinstance(s, kinds) and not is_docstring(body, i):
+                if isinstance(s, kinds) and not is_docstring(body, i) and not _stored(s) & looping:
                     new = remove_stmt(src, body, i)
                     if new is not None:
                         yield new
@@ -186,8 +210,9 @@ def remove_wrapper(src: Source, func: ast.FunctionDef) -> Iterator[str]:
 
 
 def shuffle_statements(src: Source, func: ast.FunctionDef) -> Iterator[str]:
-    """Swap two adjacent statements (never a return or the docstring); blank lines between them stay put, and a
-    comment between them (which belongs to the second) keeps them as they are."""
+    """Swap two adjacent statements that depend on each other (one assigns what the other reads or assigns; never
+    a return or the docstring); blank lines between them stay put, and a comment between them (which belongs to
+    the second) keeps them as they are."""
     for body in statement_bodies(func):
         for i in range(len(body) - 1):
             a, b = body[i], body[i + 1]
@@ -195,6 +220,8 @@ def shuffle_statements(src: Source, func: ast.FunctionDef) -> Iterator[str]:
                 continue  # b first would leave a unreachable
             if not (owns_lines(src, body, i) and owns_lines(src, body, i + 1)):
                 continue
+            if not (_stored(a) & (_loaded(b) | _stored(b)) or _stored(b) & _loaded(a)):
+                continue  # independent statements: the swap changes nothing a test can see
             la = src.lines[first_line(a) - 1 : a.end_lineno]
             gap = src.lines[a.end_lineno or a.lineno : first_line(b) - 1]
             lb = src.lines[first_line(b) - 1 : b.end_lineno]
