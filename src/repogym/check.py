@@ -2,26 +2,38 @@
 
 Tests that fail, error, are skipped or are flaky at the base (spec.base) are left out of every verdict.
 
-1. task state (base + src.diff): every test passes and at least one ran.
-2. task state + tests.diff: at least one test fails; those are FAIL_TO_PASS.
+1. task state (base + src.diff): every test passes and at least one ran (the whole suite).
+2. task state + tests.diff: at least one test fails; those are FAIL_TO_PASS. Only the test files tests.diff
+   touches run (the rest of the suite is check 1's), unless it touches a conftest or a non-Python file, or the
+   selection cannot run; ``select=False`` runs the whole suite.
 3. task state + tests.diff + gold patch (reverse src.diff outside the test files): every test passes, every
-   FAIL_TO_PASS test passes, and no test that passed in check 1 (PASS_TO_PASS) fails or goes missing.
+   FAIL_TO_PASS test passes, and no test that passed in check 1 (PASS_TO_PASS) fails or goes missing (the whole
+   suite).
+
+With ``parallel`` the three runs of a task start together (a worker is free); otherwise each runs only when the
+one before it passed.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from repogym import baserun
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.errors import RepogymError
 from repogym.executor import Executor, InfrastructureFailure, LocalExecutor
 from repogym.grading import gold_patch, run_solution
+from repogym.project.pytest_config import is_test_path
 from repogym.records import CheckOutcome, CheckRecord, ValidatedRecord
-from repogym.repo import GitError, RepoSource, apply_diff, temp_working_copy
+from repogym.repo import GitError, RepoSource, apply_diff, changed_files, temp_working_copy
 from repogym.testresults import TestRun
+
+T = TypeVar("T")
+Outcome = tuple[TestRun | None, str | None]
 
 
 def _state(wc: Path, rec: ValidatedRecord, tests: bool) -> str | None:
@@ -44,15 +56,57 @@ def run_state(
     tests: bool,
     timeout_s: float,
     excluded: set[str] | None = None,
-) -> tuple[TestRun | None, str | None]:
-    """Check 1's or 2's run, judged without the ``excluded`` tests (the base's known failures and flaky tests).
-    Check 3 runs through the grader (``grading.run_solution``), the same path as every agent's grade."""
+    select: list[str] | None = None,
+) -> Outcome:
+    """Check 1's or 2's run (``select``: only these test files), judged without the ``excluded`` tests (the
+    base's known failures and flaky tests). Check 3 runs through the grader (``grading.run_solution``), the same
+    path as every agent's grade."""
     with temp_working_copy(src, prefix="repogym-check-") as wc:
         reason = _state(wc, rec, tests)
         if reason:
             return None, reason
         with open_env_sandbox(spec, wc) as sb:
-            return run_tests(spec, sb, timeout_s).without(excluded or set()), None
+            return run_tests(spec, sb, timeout_s, select=select).without(excluded or set()), None
+
+
+def tests_diff_files(rec: ValidatedRecord) -> list[str] | None:
+    """The test modules tests.diff touches, or None when it touches anything else (a conftest, a doctest file)
+    whose effect reaches beyond them."""
+    files = changed_files(rec.tests_diff)
+    ok = all(f.endswith(".py") and is_test_path(f) and f.rsplit("/", 1)[-1] != "conftest.py" for f in files)
+    return files if files and ok else None
+
+
+def _tests_fail_run(
+    src: RepoSource, spec: EnvSpec, rec: ValidatedRecord, timeout_s: float, excluded: set[str], select: bool
+) -> Outcome:
+    """Check 2's run: the test files tests.diff touches, or the whole suite when they cannot run alone."""
+    files = tests_diff_files(rec) if select and spec.pytest else None
+    if files is not None:
+        run, reason = run_state(src, spec, rec, True, timeout_s, excluded, select=files)
+        if reason or run is None or run.timed_out or (run.outcomes and run.exit_code not in (3, 4, 5)):
+            return run, reason
+    return run_state(src, spec, rec, tests=True, timeout_s=timeout_s, excluded=excluded)
+
+
+class _Runs(Generic[T]):
+    """A task's check runs by name: each computed once, when first asked for, or all started at once."""
+
+    def __init__(self, fns: dict[str, Callable[[], T]], parallel: bool) -> None:
+        self.fns = fns
+        self.pool = ThreadPoolExecutor(len(fns)) if parallel else None
+        self.futures: dict[str, Future[T]] = {k: self.pool.submit(f) for k, f in fns.items()} if self.pool else {}
+
+    def get(self, name: str) -> T:
+        if name not in self.futures:
+            fut: Future[T] = Future()
+            fut.set_result(self.fns[name]())
+            self.futures[name] = fut
+        return self.futures[name].result()
+
+    def close(self) -> None:
+        if self.pool:
+            self.pool.shutdown(wait=True)
 
 
 def _outcome(name: str, run: TestRun | None, ok: bool, note: str = "") -> CheckOutcome:
@@ -71,29 +125,61 @@ def _outcome(name: str, run: TestRun | None, ok: bool, note: str = "") -> CheckO
 
 
 def check_task(
-    rec: ValidatedRecord, src: RepoSource, spec: EnvSpec, timeout_s: float = 900.0, reruns: int = 0
+    rec: ValidatedRecord,
+    src: RepoSource,
+    spec: EnvSpec,
+    timeout_s: float = 900.0,
+    reruns: int = 0,
+    select: bool = True,
+    parallel: bool = False,
 ) -> CheckRecord:
     """Run the three checks (plus reruns of 1 and 3) and say why a task fails, in words a person can act on."""
     out = CheckRecord(task_id=rec.task_id, ok=False)
     excluded = spec.base.excluded() if spec.base else set()
-    first = _checks_1_and_2(rec, src, spec, timeout_s, excluded, out)
-    if first is None:
-        return out
+    try:
+        gold: str | None = gold_patch(src, rec)
+        gold_error = ""
+    except GitError as e:
+        gold, gold_error = None, f"the gold patch does not apply: {e}"
+
+    def solution() -> Outcome:
+        return run_solution(src, spec, rec, gold, timeout_s, excluded) if gold is not None else (None, gold_error)
+
+    runs: _Runs[Outcome] = _Runs(
+        {
+            "task_state": lambda: run_state(src, spec, rec, tests=False, timeout_s=timeout_s, excluded=excluded),
+            "tests_fail": lambda: _tests_fail_run(src, spec, rec, timeout_s, excluded, select),
+            "gold_passes": solution,
+        },
+        parallel,
+    )
+    try:
+        first = _checks_1_and_2(runs, spec, out)
+        if first is not None:
+            _check_3(runs, solution, first, lambda: run_state(src, spec, rec, False, timeout_s, excluded), reruns, out)
+    finally:
+        runs.close()
+    return out
+
+
+def _check_3(
+    runs: _Runs[Outcome],
+    solution: Callable[[], Outcome],
+    first: TestRun,
+    task_state: Callable[[], Outcome],
+    reruns: int,
+    out: CheckRecord,
+) -> None:
+    """Check 3 (and the reruns of checks 1 and 3) into ``out``."""
     for attempt in range(reruns + 1):
         if attempt > 0:
-            run1, _ = run_state(src, spec, rec, tests=False, timeout_s=timeout_s, excluded=excluded)
+            run1, _ = task_state()
             out.flaky |= run1 is not None and run1.outcomes != first.outcomes
-        try:
-            gold = gold_patch(src, rec)
-        except GitError as e:
-            out.checks.append(_outcome("gold_passes", None, False, f"the gold patch does not apply: {e}"))
-            out.reason = f"the gold patch does not apply: {e}"
-            return out
-        run3, reason = run_solution(src, spec, rec, gold, timeout_s, excluded)
+        run3, reason = runs.get("gold_passes") if attempt == 0 else solution()
         if reason or run3 is None:
             out.checks.append(_outcome("gold_passes", None, False, reason or ""))
             out.reason = reason or "the gold patch could not be applied"
-            return out
+            return
         problem = _why_gold(run3, out.FAIL_TO_PASS, out.PASS_TO_PASS)
         if attempt > 0:
             prev = next(c for c in out.checks if c.name == "gold_passes")
@@ -104,17 +190,14 @@ def check_task(
         out.checks.append(_outcome("gold_passes", run3, problem is None))
         if problem:
             out.reason = problem
-            return out
+            return
     out.ok = not out.flaky
     out.reason = "flaky: outcomes differ between reruns" if out.flaky else ""
-    return out
 
 
-def _checks_1_and_2(
-    rec: ValidatedRecord, src: RepoSource, spec: EnvSpec, timeout_s: float, excluded: set[str], out: CheckRecord
-) -> TestRun | None:
+def _checks_1_and_2(runs: _Runs[Outcome], spec: EnvSpec, out: CheckRecord) -> TestRun | None:
     """Checks 1 and 2 into ``out`` (FAIL_TO_PASS, PASS_TO_PASS); returns check 1's run, None when one failed."""
-    run1, reason = run_state(src, spec, rec, tests=False, timeout_s=timeout_s, excluded=excluded)
+    run1, reason = runs.get("task_state")
     if reason or run1 is None:
         out.checks.append(_outcome("task_state", None, False, reason or ""))
         out.reason = reason or "task state could not be built"
@@ -123,7 +206,7 @@ def _checks_1_and_2(
     if not run1.all_passed:
         out.reason = _why_task_state(run1)
         return None
-    run2, reason = run_state(src, spec, rec, tests=True, timeout_s=timeout_s, excluded=excluded)
+    run2, reason = runs.get("tests_fail")
     if reason or run2 is None:
         out.checks.append(_outcome("tests_fail", None, False, reason or ""))
         out.reason = reason or "tests.diff could not be applied"
@@ -188,11 +271,16 @@ def check_many(
     reruns: int,
     on_done: Callable[[CheckRecord], None],
     executor: Executor[ValidatedRecord, CheckRecord] | None = None,
+    select: bool = True,
 ) -> None:
     """Check records in parallel (threads here, or the executor's units: Ray tasks); ``on_done`` receives each
-    result as it completes, in the calling thread. A unit whose worker died every time is a failed record."""
+    result as it completes, in the calling thread. A unit whose worker died every time is a failed record. With
+    more local workers than tasks, a task's three runs start together."""
     run = executor or LocalExecutor(workers)
-    unit = functools.partial(_safe_check, resolve=resolve, timeout_s=timeout_s, reruns=reruns)
+    parallel = executor is None and workers > len(records)
+    unit = functools.partial(
+        _safe_check, resolve=resolve, timeout_s=timeout_s, reruns=reruns, select=select, parallel=parallel
+    )
     run.run(unit, records, lambda rec, res: on_done(res if isinstance(res, CheckRecord) else _failed(rec, res)))
 
 
@@ -205,10 +293,12 @@ def _safe_check(
     resolve: Callable[[ValidatedRecord], tuple[RepoSource, EnvSpec]],
     timeout_s: float,
     reruns: int,
+    select: bool = True,
+    parallel: bool = False,
 ) -> CheckRecord:
     """A task whose repository or environment cannot be opened is a failed record, not a crashed batch."""
     try:
         src, spec = resolve(rec)
-        return check_task(rec, src, baserun.ensure(src, spec, timeout_s), timeout_s, reruns)
+        return check_task(rec, src, baserun.ensure(src, spec, timeout_s), timeout_s, reruns, select, parallel)
     except RepogymError as e:
         return CheckRecord(task_id=rec.task_id, ok=False, reason=str(e))

@@ -40,8 +40,9 @@ from repogym.resolve import Resolver
 from repogym.sandbox.podman import default_image_name, image_exists
 from repogym.synth import feature_removal
 from repogym.synth import stage as synth_stage
+from repogym.synth.coverage import coverage_map
 from repogym.synth.stage import SynthRequest
-from repogym.validate import BuiltinRunner, ExternalRunner
+from repogym.validate import BuiltinRunner, ExternalRunner, IssueWriter
 
 STATE_FILES = (
     "tasks.jsonl",
@@ -80,6 +81,9 @@ class WorkflowConfig(BaseModel):
     reruns: int = Field(0, description="Extra runs of checks 1 and 3 to detect flaky tasks.")
     max_fail_fraction: float = Field(0.5, description="Reject candidates that fail more of the suite than this.")
     force_fresh: bool = Field(False, description="Delete the state files and start over.")
+    select: bool = Field(True, description="Change-aware validation and check 2 (off: the whole suite every time).")
+    describe: str = Field("template", description="Task descriptions: template, or issue (written by --model).")
+    combine: int = Field(0, description="Combined candidates (2-4 validated single changes each) to add.")
     executor: str = Field("local", description="Where validations and checks run: local threads or ray.")
     ray_address: str | None = Field(None, description="Ray cluster address (default: running cluster, else local).")
 
@@ -131,6 +135,9 @@ class Workflow:
         self.timeout = self.cfg.timeout_s or base.timeout()
         self.synthesize(src, spec)
         self.validate(src, spec, base)
+        if self.cfg.combine:
+            self.combine(src)
+            self.validate(src, spec, base)
         self.check(src, spec)
         summary = self.summary()
         self.log(f"done {summary.model_dump_json()}")
@@ -169,12 +176,30 @@ class Workflow:
         req = SynthRequest(
             src, self.cfg.patterns, need, seed=self.cfg.seed, avoid=[t.subject for t in have],
             first_index=next_task_number(t.task_id for t in have), spec=spec, timeout_s=self.timeout, model=model,
-            log=self.log,
+            log=self.log, max_share=self.cfg.max_fail_fraction,
         )  # fmt: skip
         new = synth_stage.synthesize(self.cfg.strategy, req)
         for rec in new:
             append_record(self.path["tasks.jsonl"], rec)
         self.log(f"synthesized {len(new)} candidates ({len(have)} already there)")
+
+    def combine(self, src: RepoSource) -> None:
+        """Combined candidates from the validated single changes, up to ``combine`` of them in all."""
+        tasks, _ = load_records(self.path["tasks.jsonl"], TaskRecord)
+        made = [t for t in tasks if t.strategy == "combine"]
+        need = self.cfg.combine - len(made)
+        if need <= 0:
+            return
+        validated = existing_ids(self.path["validated_tasks.jsonl"])
+        singles = [t for t in tasks if t.task_id in validated and t.changes == 1]
+        req = SynthRequest(
+            src, self.cfg.patterns, need, seed=self.cfg.seed, avoid=[t.subject for t in made],
+            first_index=next_task_number(t.task_id for t in tasks), log=self.log, singles=singles,
+        )  # fmt: skip
+        new = synth_stage.synthesize("combine", req)
+        for rec in new:
+            append_record(self.path["tasks.jsonl"], rec)
+        self.log(f"combined {len(new)} candidates from {len(singles)} validated single changes")
 
     def validate(self, src: RepoSource, spec: EnvSpec, base: validate.Baseline) -> None:
         tasks, _ = load_records(self.path["tasks.jsonl"], TaskRecord) if self.path["tasks.jsonl"].exists() else ([], [])
@@ -183,9 +208,11 @@ class Workflow:
         if not todo:
             return
         tips = self.cfg.validate_tips_path
+        runner = self._validation_runner()
+        coverage = coverage_map(src, spec, self.timeout) if self.cfg.select and runner is None else None
         validator = validate.CandidateValidator(
-            src, spec, self._validation_runner(), tips.read_text() if tips and tips.exists() else "",
-            self.timeout, self.cfg.max_fail_fraction,
+            src, spec, runner, tips.read_text() if tips and tips.exists() else "", self.timeout,
+            self.cfg.max_fail_fraction, coverage, self._writer(),
         )  # fmt: skip
         with stage("validating", len(todo)) as advance:
 
@@ -199,6 +226,13 @@ class Workflow:
                 todo, validator, self.path["validated_tasks.jsonl"], self.path["rejected_tasks.jsonl"],
                 workers=self.cfg.workers, executor=self.executor, on_done=on_done,
             )  # fmt: skip
+
+    def _writer(self) -> IssueWriter | None:
+        if self.cfg.describe == "template":
+            return None
+        if self.cfg.model is None:
+            raise RepogymError("--describe issue needs --model provider/name (the model writes the issue)")
+        return IssueWriter(self.cfg.model)
 
     def _validation_runner(self) -> BuiltinRunner | ExternalRunner | None:
         if self.cfg.agent == "auto":
@@ -226,6 +260,7 @@ class Workflow:
             check_many(
                 todo, Resolver(self.cfg.backend, self.cfg.repo, spec=spec), workers=self.cfg.workers,
                 timeout_s=self.timeout, reruns=self.cfg.reruns, on_done=on_done, executor=self.executor,
+                select=self.cfg.select,
             )  # fmt: skip
 
     def summary(self) -> Summary:

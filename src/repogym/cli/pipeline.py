@@ -40,6 +40,18 @@ SOURCE_GLOBS_ARG = typer.Argument(
     None, help="Globs of the source files to work on, e.g. 'src/pkg/*.py' (default: the importable modules)."
 )
 FILES_OPT = typer.Option(None, "--files", help="A glob that narrows the source files (repeatable).")
+MAX_FAIL_OPT = typer.Option(0.5, "--max-fail-fraction", help="Reject a candidate if more of the suite fails.")
+SELECT_OPT = typer.Option(
+    True,
+    "--select/--no-select",
+    help="Run only the tests that execute a change (per the coverage map) and, in check 2, the test files "
+    "tests.diff touches; --no-select runs the whole suite every time (for suites whose coverage is unreliable).",
+)
+DESCRIBE_OPT = typer.Option(
+    "template",
+    "--describe",
+    help="Task descriptions: template, or issue (an issue written by --model from the failures).",
+)
 
 
 @app.command("synth")
@@ -49,10 +61,16 @@ def synth_cmd(
     files: list[str] | None = FILES_OPT,
     ref: str | None = REF_OPT,
     strategy: str | None = typer.Option(
-        None, "--strategy", help="feature_removal (LLM; the default with --model) or procedural (no LLM)."
+        None,
+        "--strategy",
+        help="feature_removal (LLM; the default with --model), procedural (no LLM), or combine (2-4 validated "
+        "single changes of a state directory, --from).",
+    ),
+    from_dir: Path | None = typer.Option(
+        None, "--from", help="combine: the state directory whose validated candidates are combined."
     ),
     num_candidates: int = typer.Option(10, "--num-candidates", help="How many candidates to make."),
-    seed: int = typer.Option(0, "--seed", help="procedural: seed of candidate selection."),
+    seed: int = typer.Option(0, "--seed", help="procedural, combine: seed of candidate selection."),
     backend: str | None = BACKEND_OPT,
     model: str | None = MODEL_OPT,
     api_base: str | None = API_BASE_OPT,
@@ -74,14 +92,16 @@ def synth_cmd(
 ) -> None:
     """Synthesize task candidates from a repository (tasks.jsonl records)."""
     from repogym import environment
-    from repogym.records import append_record
     from repogym.repo import open_repo
     from repogym.synth import feature_removal
     from repogym.synth.stage import SynthRequest, synthesize
 
-    strategy = pick_strategy(strategy, model)
     patterns = [*(patterns or []), *(files or [])]
     src = open_repo(repo, ref, say=say)
+    if strategy == "combine":
+        records = synthesize("combine", _combine_request(src, patterns, num_candidates, seed, from_dir))
+        return _emit(records, output, as_json, "the validated candidates of --from")
+    strategy = pick_strategy(strategy, model)
     model_cfg = feature_removal.FeatureRemovalConfig(
         model=build_model_config(model, api_base, max_tokens, flex_processing, timeout, max_retries),
         extra=extra, max_input_tokens=max_input_tokens, num_attempts=num_attempts,
@@ -90,8 +110,30 @@ def synth_cmd(
     spec = environment.prepare(src, pick_backend(backend), say=say) if strategy == "procedural" else None
     records = synthesize(strategy, SynthRequest(src, patterns, num_candidates, seed, avoid or [], spec=spec,
                                                 model=model_cfg, log=say))  # fmt: skip
+    where = f"files matching {' '.join(patterns)}" if patterns else "the project's importable modules"
+    _emit(records, output, as_json, where)
+
+
+def _combine_request(src: Any, patterns: list[str], n: int, seed: int, state: Path | None) -> Any:
+    """The combine strategy's request: the validated single changes of state directory ``state``."""
+    from repogym.records import TaskRecord, existing_ids, load_records, next_task_number
+    from repogym.synth.stage import SynthRequest
+
+    if state is None or not (state / "tasks.jsonl").is_file():
+        raise RepogymError("--strategy combine needs --from STATE_DIR (a workflow's state directory with tasks.jsonl)")
+    tasks, _ = load_records(state / "tasks.jsonl", TaskRecord)
+    validated = existing_ids(state / "validated_tasks.jsonl")
+    return SynthRequest(
+        src, patterns, n, seed=seed, avoid=[t.subject for t in tasks if t.strategy == "combine"],
+        first_index=next_task_number(t.task_id for t in tasks), log=say,
+        singles=[t for t in tasks if t.task_id in validated],
+    )  # fmt: skip
+
+
+def _emit(records: list[Any], output: Path | None, as_json: bool, where: str) -> None:
+    from repogym.records import append_record
+
     if not records:
-        where = f"files matching {' '.join(patterns)}" if patterns else "the project's importable modules"
         raise RepogymError(f"no candidates from {where} (see the messages above); give globs of source files")
     for rec in records:
         if output:
@@ -119,13 +161,15 @@ def validate_cmd(
     repo: str | None = typer.Option(None, "--repo", help="Repository (default: each record's `repo`)."),
     backend: str | None = BACKEND_OPT,
     timeout: float | None = AUTO_TIMEOUT_OPT,
-    max_fail_fraction: float = typer.Option(0.5, "--max-fail-fraction", help="Reject if more tests fail."),
+    max_fail_fraction: float = MAX_FAIL_OPT,
     rejected: Path | None = typer.Option(
         None, "--rejected", help="Append rejections here (default: rejected_tasks.jsonl beside --output)."
     ),
     workers: int = WORKERS_OPT,
     executor: str = EXECUTOR_OPT,
     ray_address: str | None = RAY_ADDRESS_OPT,
+    select: bool = SELECT_OPT,
+    describe: str = DESCRIBE_OPT,
 ) -> None:
     """Turn task candidates into src.diff + tests.diff by running the suite; resumable (a candidate already
     validated or rejected is never validated again)."""
@@ -134,6 +178,7 @@ def validate_cmd(
     from repogym.records import RejectedRecord, existing_ids
 
     runner = _validation_runner(agent, agent_binary, model, api_base, max_turns, output.parent / "agent_logs")
+    writer = _issue_writer(describe, model, api_base)
     tips = tips_path.read_text() if tips_path and tips_path.exists() else ""
     rejected_path = rejected or output.with_name("rejected_tasks.jsonl")
     decided = existing_ids(output) | existing_ids(rejected_path)
@@ -141,7 +186,7 @@ def validate_cmd(
     verdicts: list[object] = []
     with stage("validating", len(todo)) as advance:
         for records, validator in _validators(todo, repo, pick_backend(backend), runner, tips, timeout,
-                                              max_fail_fraction):  # fmt: skip
+                                              max_fail_fraction, select, writer):  # fmt: skip
             verdicts += validate.validate_many(
                 records, validator, output, rejected_path, workers=workers,
                 executor=pick_executor(executor, workers, ray_address), on_done=lambda r: advance(_verdict(r)),
@@ -196,12 +241,35 @@ def _task_records(input_json: str | None, tasks: Path | None) -> list[Any]:
     return records
 
 
+def _issue_writer(describe: str, model: str | None, api_base: str | None) -> Any:
+    """The model that writes issue-style descriptions (None for the template), checked before any work."""
+    from repogym import validate
+
+    if describe not in ("template", "issue"):
+        raise RepogymError(f"unknown --describe {describe!r}; choose template or issue")
+    if describe == "template":
+        return None
+    if not model:
+        raise RepogymError("--describe issue needs --model provider/name (the model writes the issue)")
+    return validate.IssueWriter(build_model_config(model, api_base, None, False))
+
+
 def _validators(
-    records: list[Any], repo: str | None, backend: str, runner: Any, tips: str, timeout: float | None, mff: float
+    records: list[Any],
+    repo: str | None,
+    backend: str,
+    runner: Any,
+    tips: str,
+    timeout: float | None,
+    mff: float,
+    select: bool,
+    writer: Any,
 ) -> Any:
-    """(candidates, validator) per repository and base commit: the environment and base run are made once each."""
+    """(candidates, validator) per repository and base commit: the environment, base run and coverage map are
+    made once each."""
     from repogym import baserun, validate
     from repogym.repo import open_repo
+    from repogym.synth.coverage import coverage_map
 
     groups: dict[tuple[str, str], list[Any]] = {}
     for rec in records:
@@ -209,7 +277,8 @@ def _validators(
     for (where, sha), recs in groups.items():
         src = open_repo(where, sha, say=say)
         spec = baserun.prepare_with_base(src, backend, say=say)
-        yield recs, validate.CandidateValidator(src, spec, runner, tips, timeout, mff)
+        coverage = coverage_map(src, spec) if select and runner is None else None
+        yield recs, validate.CandidateValidator(src, spec, runner, tips, timeout, mff, coverage, writer)
 
 
 @app.command("check")
@@ -223,6 +292,7 @@ def check_cmd(
     output: Path = typer.Option(Path("check_results.jsonl"), "--output", help="Append check records here."),
     executor: str = EXECUTOR_OPT,
     ray_address: str | None = RAY_ADDRESS_OPT,
+    select: bool = SELECT_OPT,
 ) -> None:
     """Run the three LLM-free checks on validated tasks, in parallel (check_results.jsonl)."""
     from repogym.check import check_many
@@ -245,7 +315,7 @@ def check_cmd(
 
         check_many(
             todo, resolve, workers=workers, timeout_s=timeout, reruns=reruns, on_done=on_done,
-            executor=pick_executor(executor, workers, ray_address),
+            executor=pick_executor(executor, workers, ray_address), select=select,
         )  # fmt: skip
     _print_checks(results, len(records) - len(todo))
     if bad or not all(r.ok for r in results):
@@ -301,11 +371,18 @@ def workflow_cmd(
     force_fresh: bool = typer.Option(False, "--force-fresh", help="Delete the state files and start over."),
     executor: str = EXECUTOR_OPT,
     ray_address: str | None = RAY_ADDRESS_OPT,
+    select: bool = SELECT_OPT,
+    describe: str = DESCRIBE_OPT,
+    combine: int = typer.Option(
+        0, "--combine", help="Also make N harder candidates, each 2-4 validated single changes of one package."
+    ),
+    max_fail_fraction: float = MAX_FAIL_OPT,
 ) -> None:
     """Repository in, verified tasks out: environment, synthesis, validation and checks, resumable."""
     from repogym.workflow import Workflow, WorkflowConfig
 
     _check_agent(agent, model, agent_binary)
+    _issue_writer(describe, model, api_base)
     model_cfg = (
         build_model_config(model, api_base, max_tokens, flex_processing, max_retries=max_retries) if model else None
     )
@@ -315,7 +392,8 @@ def workflow_cmd(
         strategy=pick_strategy(strategy, model), model=model_cfg, num_attempts=num_attempts, extra=extra,
         agent=agent, agent_binary=agent_binary, env_tips_path=env_tips_path, validate_tips_path=validate_tips_path,
         workers=workers, backend=pick_backend(backend), dockerfile=dockerfile, seed=seed, timeout_s=timeout,
-        reruns=reruns, force_fresh=force_fresh, executor=executor, ray_address=ray_address,
+        reruns=reruns, force_fresh=force_fresh, executor=executor, ray_address=ray_address, select=select,
+        describe=describe, combine=combine, max_fail_fraction=max_fail_fraction,
     )  # fmt: skip
     _print_summary(Workflow(cfg).run())
 

@@ -103,9 +103,7 @@ def _is_package(p: Path, root: Path, wc: Path) -> bool:
     return (p / "__init__.py").is_file() or root != wc
 
 
-def candidates(
-    wc: Path, files: list[str], coverage: CoverageMap | None, max_share: float = 1.0
-) -> Iterator[Candidate]:
+def candidates(wc: Path, files: list[str], coverage: CoverageMap | None, max_share: float = 1.0) -> Iterator[Candidate]:
     """Every parseable, distinct transform whose changed lines some test executes, but not more than
     ``max_share`` of the tests (more could fail: validation rejects such a change); every one without a map."""
     seen: set[str] = set()

@@ -11,7 +11,7 @@ from repogym.environment import EnvSpec
 from repogym.errors import RepogymError
 from repogym.records import TaskRecord
 from repogym.repo import RepoSource, temp_working_copy
-from repogym.synth import feature_removal, procedural
+from repogym.synth import combine, feature_removal, procedural
 from repogym.synth.coverage import coverage_map
 
 
@@ -29,6 +29,7 @@ class SynthRequest:
     max_share: float = 0.5  # procedural: the largest share of the suite a changed line may be run by
     timeout_s: float = 900.0
     model: feature_removal.FeatureRemovalConfig | None = None  # feature_removal: the model and its options
+    singles: list[TaskRecord] = field(default_factory=list)  # combine: validated single-change candidates
     log: Callable[[str], None] = lambda _m: None
 
 
@@ -55,9 +56,23 @@ def _feature_removal(req: SynthRequest, wc: Path) -> list[TaskRecord]:
     )
 
 
+def _combine(req: SynthRequest, wc: Path) -> list[TaskRecord]:
+    singles = [t for t in req.singles if t.changes == 1]
+    if len(singles) < 2:
+        raise RepogymError(
+            "the combine strategy needs at least two validated single-change candidates (tasks.jsonl and "
+            "validated_tasks.jsonl of a state directory): validate procedural candidates first"
+        )
+    return combine.combine(
+        req.src, wc, singles, num_candidates=req.num_candidates, seed=req.seed, first_index=req.first_index,
+        avoid=set(req.avoid),
+    )  # fmt: skip
+
+
 STRATEGIES: dict[str, Callable[[SynthRequest, Path], list[TaskRecord]]] = {
     "procedural": _procedural,
     "feature_removal": _feature_removal,
+    "combine": _combine,
 }
 
 
