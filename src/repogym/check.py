@@ -69,7 +69,7 @@ def run_state(
             return run_tests(spec, sb, timeout_s, select=select).without(excluded or set()), None
 
 
-def tests_diff_files(rec: ValidatedRecord) -> list[str] | None:
+def touched_test_files(rec: ValidatedRecord) -> list[str] | None:
     """The test modules tests.diff touches, or None when it touches anything else (a conftest, a doctest file)
     whose effect reaches beyond them."""
     files = changed_files(rec.tests_diff)
@@ -81,7 +81,7 @@ def _tests_fail_run(
     src: RepoSource, spec: EnvSpec, rec: ValidatedRecord, timeout_s: float, excluded: set[str], select: bool
 ) -> Outcome:
     """Check 2's run: the test files tests.diff touches, or the whole suite when they cannot run alone."""
-    files = tests_diff_files(rec) if select and spec.pytest else None
+    files = touched_test_files(rec) if select and spec.pytest else None
     if files is not None:
         run, reason = run_state(src, spec, rec, True, timeout_s, excluded, select=files)
         if reason or run is None or run.timed_out or (run.outcomes and run.exit_code not in (3, 4, 5)):

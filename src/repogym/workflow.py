@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, Field
@@ -90,6 +91,9 @@ class WorkflowConfig(BaseModel):
 
 class Summary(BaseModel):
     env_seconds: float = 0.0
+    stage_seconds: dict[str, float] = Field(
+        default_factory=dict, description="Seconds this run spent in each stage (synthesis includes the coverage run)."
+    )
     base_passed: int = 0
     known_failures: int = 0
     flaky: int = 0
@@ -112,6 +116,7 @@ class Workflow:
         self.path = {name: self.dir / name for name in STATE_FILES}
         self.timeout = cfg.timeout_s or 900.0
         self.env_seconds = 0.0
+        self.stage_seconds: dict[str, float] = {}
         self.executor = make_executor(cfg.executor, cfg.workers, cfg.ray_address) if cfg.executor != "local" else None
 
     def log(self, msg: str) -> None:
@@ -133,15 +138,20 @@ class Workflow:
         self.env_seconds = time.monotonic() - started
         base = validate.Baseline(spec)
         self.timeout = self.cfg.timeout_s or base.timeout()
-        self.synthesize(src, spec)
-        self.validate(src, spec, base)
+        self.timed("synthesis", lambda: self.synthesize(src, spec))
+        self.timed("validation", lambda: self.validate(src, spec, base))
         if self.cfg.combine:
-            self.combine(src)
-            self.validate(src, spec, base)
-        self.check(src, spec)
+            self.timed("combine", lambda: self.combine(src))
+            self.timed("validation", lambda: self.validate(src, spec, base))
+        self.timed("checks", lambda: self.check(src, spec))
         summary = self.summary()
         self.log(f"done {summary.model_dump_json()}")
         return summary
+
+    def timed(self, stage: str, fn: Callable[[], None]) -> None:
+        started = time.monotonic()
+        fn()
+        self.stage_seconds[stage] = round(self.stage_seconds.get(stage, 0.0) + time.monotonic() - started, 2)
 
     def _external(self) -> ExternalAgentConfig:
         model = self.cfg.model.name if self.cfg.model else None
@@ -282,6 +292,7 @@ class Workflow:
         base = self._base_facts()
         return Summary(
             env_seconds=round(self.env_seconds, 1),
+            stage_seconds=self.stage_seconds,
             base_passed=len(base.passed),
             known_failures=len(base.known_failures),
             flaky=len(base.flaky),

@@ -450,4 +450,6 @@ def _print_summary(summary: object) -> None:
     )
     console.print(table)
     console.print(f"{summary.rejected} candidate(s) rejected by validation (reasons in rejected_tasks.jsonl)")
+    if summary.stage_seconds:
+        console.print("seconds: " + ", ".join(f"{k} {v:.1f}" for k, v in summary.stage_seconds.items()))
     console.print(f"records: {summary.state_dir}/validated_tasks.jsonl, {summary.state_dir}/check_results.jsonl")

@@ -7,8 +7,8 @@ import fnmatch
 import hashlib
 import math
 import random
-from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from repogym.project.pytest_config import is_test_path
 from repogym.records import TaskRecord, task_id
 from repogym.repo import RepoSource
 from repogym.synth.coverage import CoverageMap
-from repogym.synth.transforms import FUNCTION_TRANSFORMS, Edit, edits, first_line, functions
+from repogym.synth.transforms import FUNCTION_TRANSFORMS, Edit, edits, first_line, functions, valid
 
 # Folders and top-level modules that hold no importable project code.
 NOT_SOURCE = {
@@ -58,6 +58,7 @@ class Candidate:
     edit: Edit
     lines: tuple[int, ...] = ()  # base lines the change replaces (for a signature: the body's first line)
     covering: int | None = None  # tests that execute those lines (None: no coverage map)
+    original: str = ""  # the file's text at the base
 
     @property
     def subject(self) -> str:
@@ -115,7 +116,7 @@ def candidates(wc: Path, files: list[str], coverage: CoverageMap | None, max_sha
             continue
         bodies = _body_starts(tree)
         covered = coverage.covered(rel) if coverage is not None else None
-        for edit in edits(text):
+        for edit in edits(text, compiled=False):
             lines = aim_lines(text, edit, bodies)
             if covered is not None and not set(lines) & covered:
                 continue
@@ -128,7 +129,7 @@ def candidates(wc: Path, files: list[str], coverage: CoverageMap | None, max_sha
                 count = len(coverage.covering({rel: list(lines)}))
                 if count > max_share * len(coverage.tests):
                     continue
-            yield Candidate(rel, edit, lines, count)
+            yield Candidate(rel, edit, lines, count, text)
 
 
 BLOCK_REMOVALS = ("remove_conditional", "remove_loop")
@@ -157,34 +158,32 @@ def aim_lines(text: str, edit: Edit, bodies: dict[int, int]) -> tuple[int, ...]:
 
 
 def select(pool: list[Candidate], n: int, seed: int, avoid: set[str], total_tests: int = 0) -> list[Candidate]:
-    """Pick up to n candidates: round-robin over transforms so that every kind is represented; within a kind a
-    function not used yet, in a file under its share (twice an even split: no file takes the whole budget), on
-    lines few tests run (a change to code most tests run breaks the whole program), in the file used least."""
+    """Pick up to n candidates, each the best by: a function not used yet, a file under its share (twice an even
+    split: no file takes the whole budget), the transform used least (every kind is represented), lines few
+    tests run (a change to code most tests run breaks the whole program), the file and function used least."""
     rng = random.Random(seed)
-    by_kind: dict[str, list[Candidate]] = defaultdict(list)
-    for c in pool:
-        if c.subject not in avoid:
-            by_kind[c.edit.transform].append(c)
-    order = {id(c): rng.random() for group in by_kind.values() for c in group}
-    kinds = sorted(by_kind)
-    rng.shuffle(kinds)
+    left = [c for c in pool if c.subject not in avoid]
+    order = {id(c): rng.random() for c in left}
     used_function: Counter[tuple[str, str]] = Counter()
     used_file: Counter[str] = Counter()
-    cap = 2 * math.ceil(n / max(1, len({c.path for group in by_kind.values() for c in group})))
+    used_kind: Counter[str] = Counter()
+    cap = 2 * math.ceil(n / max(1, len({c.path for c in left})))
 
-    def key(c: Candidate) -> tuple[bool, bool, int, int, int, float]:
+    def key(c: Candidate) -> tuple[bool, bool, int, int, int, int, float]:
         fn, file = used_function[(c.path, c.function)], used_file[c.path]
-        return fn > 0, file >= cap, _tier(c.covering, total_tests), file, fn, order[id(c)]
+        kind = used_kind[c.edit.transform]
+        return fn > 0, file >= cap, kind, _tier(c.covering, total_tests), file, fn, order[id(c)]
 
     picked: list[Candidate] = []
-    while len(picked) < n and any(by_kind.values()):
-        for kind in kinds:
-            if by_kind[kind] and len(picked) < n:
-                best = min(by_kind[kind], key=key)
-                by_kind[kind].remove(best)
-                picked.append(best)
-                used_function[(best.path, best.function)] += 1
-                used_file[best.path] += 1
+    while left and len(picked) < n:
+        best = min(left, key=key)
+        left.remove(best)
+        if not valid(best.edit.content, best.original):
+            continue  # does not compile: checked only for the candidates picked
+        picked.append(best)
+        used_function[(best.path, best.function)] += 1
+        used_file[best.path] += 1
+        used_kind[best.edit.transform] += 1
     return picked
 
 
@@ -232,14 +231,25 @@ def template_description(places: list[tuple[str, str]]) -> str:
 
 
 def _changed_range(old: str, new: str) -> tuple[int, int, list[str]]:
+    """(first changed line, end of the changed lines of ``old``, their new lines), 0-based: the longest equal
+    runs of leading and trailing lines, each found by bisection (slices compare in C; files can be long)."""
     a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
-    lo = 0
-    while lo < min(len(a), len(b)) and a[lo] == b[lo]:
-        lo += 1
-    hi = 0
-    while hi < min(len(a), len(b)) - lo and a[-1 - hi] == b[-1 - hi]:
-        hi += 1
+    limit = min(len(a), len(b))
+    lo = _longest(lambda k: a[:k] == b[:k], limit)
+    hi = _longest(lambda k: a[len(a) - k :] == b[len(b) - k :], limit - lo)
     return lo, len(a) - hi, b[lo : len(b) - hi]
+
+
+def _longest(equal: Callable[[int], bool], limit: int) -> int:
+    """The largest k <= limit with equal(k), for a property that holds up to some k and not beyond."""
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if equal(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def synthesize(

@@ -727,26 +727,33 @@ def functions(tree: ast.Module) -> Iterator[tuple[str, ast.FunctionDef | ast.Asy
                 stack.append((prefix + child.name + ".", child))
 
 
-def edits(text: str) -> Iterator[Edit]:
-    """Every transformed version of ``text`` that still parses and differs from it."""
+def edits(text: str, compiled: bool = True) -> Iterator[Edit]:
+    """Every transformed version of ``text`` that differs from it and (with ``compiled``) still compiles;
+    without, the caller checks ``valid`` on the few it keeps (compiling a large file for every edit is slow)."""
     src = Source(text)
     tree = ast.parse(text)
+    check = valid if compiled else _plausible
     for qualname, func in functions(tree):
         for name, transform in FUNCTION_TRANSFORMS.items():
             for new in transform(src, func):  # type: ignore[arg-type]
-                if _valid(new, text):
+                if check(new, text):
                     yield Edit(name, qualname, func.lineno, new)
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
             for name, ctransform in CLASS_TRANSFORMS.items():
                 for qual, new in ctransform(src, node):
-                    if _valid(new, text):
+                    if check(new, text):
                         yield Edit(name, qual, node.lineno, new)
 
 
-def _valid(new: str, old: str) -> bool:
-    """Compiles, differs, and adds no `not (` (the classic mark of a mutated condition, e.g. `x is not (y)`)."""
-    if new == old or new.count("not (") > old.count("not ("):
+def _plausible(new: str, old: str) -> bool:
+    """Differs, and adds no `not (` (the classic mark of a mutated condition, e.g. `x is not (y)`)."""
+    return new != old and new.count("not (") <= old.count("not (")
+
+
+def valid(new: str, old: str) -> bool:
+    """Plausible, and compiles."""
+    if not _plausible(new, old):
         return False
     try:
         compile(new, "<candidate>", "exec")

@@ -1,0 +1,325 @@
+"""Task yield and throughput: the per-test coverage map, line-aimed synthesis, change-aware validation and check 2,
+combined candidates and issue-style descriptions; real git, real bwrap sandboxes, a real scripted HTTP server."""
+
+from __future__ import annotations
+
+import json
+import socket
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import EXAMPLE, make_git_repo, run_cli
+
+from repogym import baserun, validate
+from repogym.check import check_task, touched_test_files
+from repogym.describe import forbidden_names, named
+from repogym.environment import EnvSpec
+from repogym.records import TaskRecord, ValidatedRecord
+from repogym.repo import RepoSource, open_repo, temp_working_copy
+from repogym.sandbox.bwrap import bwrap_available
+from repogym.scripted_server import ScriptedServer
+from repogym.synth import procedural
+from repogym.synth.coverage import CoverageMap, coverage_map
+
+pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
+
+SHOP = {
+    "pyproject.toml": """
+        [project]
+        name = "shop"
+        version = "0.1.0"
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+        [tool.setuptools]
+        packages = ["shop"]
+        """,
+    "shop/__init__.py": "",
+    "shop/cart.py": """
+        TAX = 10
+
+
+        def subtotal(prices):
+            total = 0
+            for price in prices:
+                total += price
+            return total
+
+
+        def with_tax(amount):
+            if amount < 0:
+                raise ValueError("negative amount")
+            return amount + amount * TAX // 100
+
+
+        def discount(amount, percent=10):
+            cut = amount * percent // 100
+            return amount - cut
+
+
+        def audit(prices):
+            seen = []
+            for price in prices:
+                if price > 1000:
+                    seen.append(price)
+            return seen
+        """,
+    "tests/test_cart.py": """
+        import pytest
+        from shop.cart import discount, subtotal, with_tax
+
+        def test_subtotal():
+            assert subtotal([1, 2, 3]) == 6
+
+        def test_subtotal_empty():
+            assert subtotal([]) == 0
+
+        def test_with_tax():
+            assert with_tax(200) == 220
+
+        def test_with_tax_rejects_negative():
+            with pytest.raises(ValueError):
+                with_tax(-1)
+
+        def test_discount_default():
+            assert discount(200) == 180
+
+        def test_discount_half():
+            assert discount(200, 50) == 100
+        """,
+}
+
+
+def _line(text: str, needle: str) -> int:
+    return next(n for n, line in enumerate(text.splitlines(), 1) if needle in line)
+
+
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> tuple[RepoSource, EnvSpec]:
+    root = tmp_path_factory.mktemp("shop")
+    for name, text in SHOP.items():
+        (root / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "src" / name).write_text(textwrap.dedent(text).lstrip())
+    src = open_repo(make_git_repo(root / "src", root / "shop"))
+    return src, baserun.prepare_with_base(src, "bwrap")
+
+
+def test_coverage_map_records_which_test_runs_which_line(shop: tuple[RepoSource, EnvSpec]) -> None:
+    src, spec = shop
+    cov = coverage_map(src, spec)
+    assert cov is not None
+    text = textwrap.dedent(SHOP["shop/cart.py"]).lstrip()
+    assert sorted(cov.tests) == sorted(f"tests/test_cart.py::{t}" for t in _tests())
+    raise_line = _line(text, 'raise ValueError("negative amount")')
+    assert cov.covering({"shop/cart.py": [raise_line]}) == ["tests/test_cart.py::test_with_tax_rejects_negative"]
+    loop_body = _line(text, "total += price")
+    assert cov.covering({"shop/cart.py": [loop_body]}) == ["tests/test_cart.py::test_subtotal"]
+    audit_lines = range(_line(text, "seen = []"), _line(text, "return seen") + 1)
+    assert not cov.covered("shop/cart.py") & set(audit_lines), "no test calls audit()"
+    assert cov.at_import({"shop/cart.py": [_line(text, "TAX = 10")]}), "a module body runs at import"
+    assert not cov.at_import({"shop/cart.py": [loop_body]})
+    assert len(cov.seconds) == len(cov.tests)
+    again = coverage_map(src, spec.model_copy(update={"venv": "/nonexistent"}))  # from the store: no run
+    assert again is not None and again.to_json() == cov.to_json()
+
+
+def _tests() -> list[str]:
+    return [
+        "test_subtotal",
+        "test_subtotal_empty",
+        "test_with_tax",
+        "test_with_tax_rejects_negative",
+        "test_discount_default",
+        "test_discount_half",
+    ]
+
+
+def test_no_candidate_on_uncovered_lines(shop: tuple[RepoSource, EnvSpec]) -> None:
+    src, spec = shop
+    cov = coverage_map(src, spec)
+    assert cov is not None
+    with temp_working_copy(src) as wc:
+        aimed = procedural.synthesize(src, wc, [], num_candidates=500, seed=0, avoid=set(), coverage=cov)
+        blind = procedural.synthesize(src, wc, [], num_candidates=500, seed=0, avoid=set(), coverage=None)
+    assert any(r.changed_symbols == ["audit"] for r in blind), "without a map, audit() is a target"
+    assert aimed and not any(r.changed_symbols == ["audit"] for r in aimed)
+    covered = cov.covered("shop/cart.py")
+    for r in aimed:
+        assert set(r.lines["shop/cart.py"]) & covered, r.subject
+        assert r.covering_tests is not None and 1 <= r.covering_tests <= 0.5 * len(cov.tests), r.subject
+        assert len(cov.covering(r.lines)) == r.covering_tests
+
+
+def test_selection_spreads_over_functions_before_repeating_one(shop: tuple[RepoSource, EnvSpec]) -> None:
+    src, spec = shop
+    cov = coverage_map(src, spec)
+    with temp_working_copy(src) as wc:
+        picked = procedural.synthesize(src, wc, [], num_candidates=3, seed=3, avoid=set(), coverage=cov)
+    assert len({r.changed_symbols[0] for r in picked}) == 3
+
+
+def _validate_both(
+    src: RepoSource, spec: EnvSpec, cov: CoverageMap, tasks: list[TaskRecord]
+) -> dict[str, tuple[ValidatedRecord | str, ValidatedRecord | str]]:
+    base = validate.Baseline(spec)
+    out = {}
+    for t in tasks:
+        pair = []
+        for c in (cov, None):
+            try:
+                pair.append(validate.validate_auto(t, src, spec, base, base.timeout(), coverage=c))
+            except validate.Rejected as e:
+                pair.append(f"rejected: {e}")
+        out[t.task_id] = (pair[0], pair[1])
+    return out
+
+
+def test_change_aware_validation_and_check_2_on_a_small_project(shop: tuple[RepoSource, EnvSpec]) -> None:
+    src, spec = shop
+    cov = coverage_map(src, spec)
+    assert cov is not None
+    with temp_working_copy(src) as wc:
+        tasks = procedural.synthesize(src, wc, [], num_candidates=8, seed=1, avoid=set(), coverage=cov)
+    both = _validate_both(src, spec, cov, tasks)
+    kept = [sel for sel, full in both.values() if isinstance(sel, ValidatedRecord)]
+    assert kept, both
+    for sel, full in both.values():
+        assert isinstance(sel, str) == isinstance(full, str), (sel, full)
+        if isinstance(sel, ValidatedRecord) and isinstance(full, ValidatedRecord):
+            assert (sel.FAIL_TO_PASS, sel.PASS_TO_PASS) == (full.FAIL_TO_PASS, full.PASS_TO_PASS)
+            assert sel.src_diff == full.src_diff and sel.tests_diff == full.tests_diff
+            assert "selected test(s) ran" in sel.log
+    rec = kept[0]
+    files = touched_test_files(rec)
+    assert files == ["tests/test_cart.py"]
+    quick = check_task(rec, src, spec, select=True, parallel=True)
+    whole = check_task(rec, src, spec, select=False)
+    assert quick.ok and whole.ok, (quick.reason, whole.reason)
+    assert (quick.FAIL_TO_PASS, quick.PASS_TO_PASS) == (whole.FAIL_TO_PASS, whole.PASS_TO_PASS)
+    ran = {c.name: c.failed_tests + c.passed_tests for c in quick.checks}
+    assert all(t.startswith("tests.test_cart::") for t in ran["tests_fail"])
+
+
+@pytest.mark.slow
+def test_change_aware_validation_matches_no_select_on_every_demo_task(tmp_path: Path) -> None:
+    src = open_repo(make_git_repo(EXAMPLE, tmp_path / "scheme_interpreter"))
+    spec = baserun.prepare_with_base(src, "bwrap")
+    cov = coverage_map(src, spec)
+    assert cov is not None
+    with temp_working_copy(src) as wc:
+        tasks = procedural.synthesize(src, wc, ["scheme/*.py"], num_candidates=40, seed=0, avoid=set(), coverage=cov)
+    both = _validate_both(src, spec, cov, tasks)
+    validated = 0
+    for tid, (sel, full) in both.items():
+        if isinstance(full, ValidatedRecord):
+            assert isinstance(sel, ValidatedRecord), (tid, sel)
+            assert (sel.FAIL_TO_PASS, sel.PASS_TO_PASS) == (full.FAIL_TO_PASS, full.PASS_TO_PASS), tid
+            validated += 1
+        else:
+            assert isinstance(sel, str), (tid, full)
+    assert validated >= 30
+
+
+def _shop_repo(tmp_path: Path) -> Path:
+    for name, text in SHOP.items():
+        (tmp_path / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "src" / name).write_text(textwrap.dedent(text).lstrip())
+    return make_git_repo(tmp_path / "src", tmp_path / "shop")
+
+
+@pytest.mark.slow
+def test_combine_makes_checked_tasks_with_several_changes(tmp_path: Path) -> None:
+    repo = make_git_repo(EXAMPLE, tmp_path / "scheme_interpreter")
+    state = tmp_path / "state"
+    r = run_cli(
+        "workflow", str(repo), "scheme/*.py", "--state-dir", str(state), "--num-candidates", "16",
+        "--combine", "3", "--workers", "2",
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    tasks = {t["task_id"]: t for t in map(json.loads, (state / "tasks.jsonl").open())}
+    validated = {v["task_id"]: v for v in map(json.loads, (state / "validated_tasks.jsonl").open())}
+    checked = [c for c in map(json.loads, (state / "check_results.jsonl").open()) if c["ok"]]
+    combined = [c for c in checked if tasks[c["task_id"]]["strategy"] == "combine"]
+    assert combined, "at least one combined task passes every check"
+    for c in combined:
+        task = tasks[c["task_id"]]
+        assert task["changes"] >= 2 and len(task["members"]) == task["changes"]
+        assert validated[c["task_id"]]["changes"] == task["changes"]
+        union = set().union(*(validated[m]["FAIL_TO_PASS"] for m in task["members"]))
+        assert set(validated[c["task_id"]]["FAIL_TO_PASS"]) == union
+        assert set(c["FAIL_TO_PASS"]) == union
+    made = sum(t["strategy"] == "combine" for t in tasks.values())
+    assert 1 <= made <= 3
+    r = run_cli("workflow", str(repo), "scheme/*.py", "--state-dir", str(state), "--num-candidates", "16",
+                "--combine", "3")  # fmt: skip
+    again = [t for t in map(json.loads, (state / "tasks.jsonl").open()) if t["strategy"] == "combine"]
+    assert r.returncode == 0 and len(again) == made, "a rerun makes no new combination"
+
+
+FUNCTIONS = "subtotal, with_tax, discount and audit"
+
+
+def _issue(request: dict) -> str:
+    """The first answer names the shop's functions (refused), the retry does not."""
+    retried = any(m["role"] == "assistant" for m in request["messages"])
+    if not retried:
+        return f"Checkout totals are wrong\n\nI think {FUNCTIONS} are broken."
+    return "Checkout totals are wrong\n\nAfter upgrading, my cart total is off. The failing tests show it."
+
+
+def test_issue_style_descriptions_never_name_the_changed_function(tmp_path: Path) -> None:
+    repo = _shop_repo(tmp_path)
+    state = tmp_path / "state"
+    with ScriptedServer(_issue) as server:
+        r = run_cli(
+            "workflow", str(repo), "--state-dir", str(state), "--num-candidates", "4", "--strategy", "procedural",
+            "--model", "openai/writer", "--api-base", server.url, "--describe", "issue",
+        )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:]
+    tasks = {t["task_id"]: t for t in map(json.loads, (state / "tasks.jsonl").open())}
+    validated = list(map(json.loads, (state / "validated_tasks.jsonl").open()))
+    assert validated
+    for v in validated:
+        symbols = tasks[v["task_id"]]["changed_symbols"]
+        assert v["description_style"] == "issue"
+        assert v["task_description"].startswith("Checkout totals are wrong")
+        assert named(v["task_description"], forbidden_names(symbols)) is None
+        usage = v["description_usage"]
+        assert usage["calls"] == 2 and usage["model"] == "openai/writer"
+        assert usage["prompt_tokens"] > 0 and usage["completion_tokens"] > 0
+    sent = "\n".join(m["content"] for req in server.requests for m in req["messages"])
+    assert "tests.test_cart::test_" in sent, "the model saw the failing tests"
+    assert "<<<<<<< SEARCH" not in sent and "diff --git" not in sent, "never the diff"
+
+
+def test_issue_style_without_a_model_or_with_a_dead_endpoint_stops_with_one_message(tmp_path: Path) -> None:
+    repo = _shop_repo(tmp_path)
+    r = run_cli("workflow", str(repo), "--state-dir", str(tmp_path / "a"), "--describe", "issue")
+    assert r.returncode != 0 and "--describe issue needs --model" in r.stderr
+    assert not (tmp_path / "a").exists(), "refused before any work"
+    r = run_cli("workflow", str(repo), "--state-dir", str(tmp_path / "b"), "--describe", "novel")
+    assert r.returncode != 0 and "choose template or issue" in r.stderr
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}/v1"
+    state = tmp_path / "c"
+    r = run_cli(
+        "workflow", str(repo), "--state-dir", str(state), "--num-candidates", "2", "--strategy", "procedural",
+        "--model", "openai/writer", "--api-base", url, "--describe", "issue", "--max-retries", "0",
+    )  # fmt: skip
+    assert r.returncode != 0 and url in r.stderr, r.stderr[-2000:]
+    assert len(r.stderr.strip().splitlines()) <= 3, r.stderr
+    for name in ("validated_tasks.jsonl", "rejected_tasks.jsonl"):
+        path = state / name
+        assert not path.exists() or not path.read_text().strip(), "nothing decided while the model was away"
+
+
+def test_combine_without_validated_candidates_says_what_to_do(tmp_path: Path) -> None:
+    repo = _shop_repo(tmp_path)
+    r = run_cli("synth", str(repo), "--strategy", "combine")
+    assert r.returncode != 0 and "--from STATE_DIR" in r.stderr
+    (tmp_path / "state").mkdir()
+    (tmp_path / "state" / "tasks.jsonl").write_text("")
+    r = run_cli("synth", str(repo), "--strategy", "combine", "--from", str(tmp_path / "state"))
+    assert r.returncode != 0 and "at least two validated single-change candidates" in r.stderr
