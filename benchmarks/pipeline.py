@@ -1,89 +1,143 @@
-"""Pipeline throughput on the example project: synthesis rate, validation yield per transform, and check
-throughput with 1 and 2 workers (ratio).
+"""Pipeline throughput on the example project, change-aware (the default) against `--no-select`, in one run:
+synthesis, validation yield and candidates per minute, checks per minute, and the whole workflow's checked tasks
+per minute (with `--before REF` also that of an earlier commit, run the same way).
 
-    python benchmarks/pipeline.py [--candidates N]
+    python benchmarks/pipeline.py [--candidates 40] [--workers 2] [--before REF]
 """
 
 from __future__ import annotations
 
 import argparse
+import tempfile
 import time
 from collections import Counter
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
+from workflow_runs import ROOT, Run, forget_runs, source_tree, workflow
 
-from repogym import environment, validate
+from repogym import baserun, validate
 from repogym.check import check_many
-from repogym.records import CheckRecord, ValidatedRecord
-from repogym.repo import open_repo, temp_working_copy
-from repogym.synth.coverage import executed_functions
+from repogym.environment import EnvSpec
+from repogym.records import CheckRecord, RejectedRecord, TaskRecord, ValidatedRecord
+from repogym.repo import RepoSource, open_repo, temp_working_copy
+from repogym.synth.coverage import coverage_map
 from repogym.synth.procedural import synthesize
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "scheme_interpreter"
+EXAMPLE = ROOT / "examples" / "scheme_interpreter"
+PATTERNS = ["scheme/*.py"]
+
+
+Verdict = ValidatedRecord | RejectedRecord
+
+
+def validate_all(
+    tasks: list[TaskRecord], validator: validate.CandidateValidator, workers: int
+) -> tuple[float, list[Verdict]]:
+    out = Path(tempfile.mkdtemp(prefix="repogym-bench-"))
+    start = time.perf_counter()
+    verdicts = validate.validate_many(tasks, validator, out / "v.jsonl", out / "r.jsonl", workers=workers)
+    return time.perf_counter() - start, verdicts
+
+
+def check_all(
+    records: list[ValidatedRecord], src: RepoSource, spec: EnvSpec, workers: int, select: bool
+) -> tuple[float, list[CheckRecord]]:
+    results: list[CheckRecord] = []
+    start = time.perf_counter()
+    check_many(records, lambda _r: (src, spec), workers=workers, timeout_s=validate.Baseline(spec).timeout(),
+               reruns=0, on_done=results.append, select=select)  # fmt: skip
+    return time.perf_counter() - start, results
+
+
+def ratio(a: float, b: float) -> str:
+    return f"{a / b:.2f}x" if b else "-"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--candidates", type=int, default=40)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--before", help="Also run the whole workflow of this earlier commit (e.g. cc8ec0d).")
     args = parser.parse_args()
-    console = Console(width=120)
+    console = Console(width=130)
     src = open_repo(EXAMPLE)
-    spec = environment.prepare(src, "bwrap")
-    base = validate.baseline(src, spec)
+    forget_runs(src.name)
+    spec = baserun.prepare_with_base(src, "bwrap")
 
+    start = time.perf_counter()
+    coverage = coverage_map(src, spec)
+    cov_s = time.perf_counter() - start
     start = time.perf_counter()
     with temp_working_copy(src) as wc:
-        with environment.open_env_sandbox(spec, wc) as sb:
-            executed = executed_functions(spec, sb)
-        tasks = synthesize(
-            src, wc, ["scheme/*.py"], num_candidates=args.candidates, seed=0, avoid=set(), executed=executed
-        )
+        tasks = synthesize(src, wc, PATTERNS, num_candidates=args.candidates, seed=0, avoid=set(), coverage=coverage)
     synth_s = time.perf_counter() - start
 
-    start = time.perf_counter()
-    kept: list[ValidatedRecord] = []
-    tried: Counter[str] = Counter()
-    valid: Counter[str] = Counter()
-    for t in tasks:
-        tried[t.strategy] += 1
-        try:
-            kept.append(validate.validate_auto(t, src, spec, base, base.timeout()))
-            valid[t.strategy] += 1
-        except validate.Rejected:
-            pass
-    validate_s = time.perf_counter() - start
+    sel_s, sel = validate_all(tasks, validate.CandidateValidator(src, spec, coverage=coverage), args.workers)
+    full_s, full = validate_all(tasks, validate.CandidateValidator(src, spec), args.workers)
+    kept = sorted((v for v in sel if isinstance(v, ValidatedRecord)), key=lambda v: v.task_id)
+    lists = {v.task_id: (v.FAIL_TO_PASS, v.PASS_TO_PASS) for v in full if isinstance(v, ValidatedRecord)}
+    same = sum(lists.get(v.task_id) == (v.FAIL_TO_PASS, v.PASS_TO_PASS) for v in kept)
+    chk_sel_s, chk_sel = check_all(kept, src, spec, args.workers, select=True)
+    chk_full_s, chk_full = check_all(kept, src, spec, args.workers, select=False)
 
-    timings: dict[int, float] = {}
-    passed: dict[int, int] = {}
-    for workers in (1, 2):
-        results: list[CheckRecord] = []
-        start = time.perf_counter()
-        check_many(
-            kept, lambda _r: (src, spec), workers=workers, timeout_s=base.timeout(), reruns=0, on_done=results.append
-        )
-        timings[workers] = time.perf_counter() - start
-        passed[workers] = sum(r.ok for r in results)
+    per_kind(console, tasks, sel)
+    console.print(
+        f"coverage map: {len(coverage.tests) if coverage else 0} tests in {cov_s:.1f}s; synthesis: {len(tasks)} "
+        f"candidates in {synth_s:.1f}s; change-aware and --no-select agree on FAIL_TO_PASS/PASS_TO_PASS of "
+        f"{same} of {len(kept)} validated tasks"
+    )
+    t = Table("stage", "change-aware", "--no-select", "ratio", title="validation and checks, same candidates")
+    n_full = sum(isinstance(v, ValidatedRecord) for v in full)
+    t.add_row("validated", f"{len(kept)} of {len(tasks)}", f"{n_full} of {len(tasks)}", "")
+    t.add_row("validation, candidates/min", f"{60 * len(tasks) / sel_s:.1f}", f"{60 * len(tasks) / full_s:.1f}",
+              ratio(full_s, sel_s))  # fmt: skip
+    t.add_row("checks, tasks/min", f"{60 * len(kept) / chk_sel_s:.1f}", f"{60 * len(kept) / chk_full_s:.1f}",
+              ratio(chk_full_s, chk_sel_s))  # fmt: skip
+    c2_sel, c2_full = mean_check(chk_sel, "tests_fail"), mean_check(chk_full, "tests_fail")
+    t.add_row("check 2, seconds per task", f"{c2_sel:.2f}", f"{c2_full:.2f}", ratio(c2_full, c2_sel))
+    t.add_row("pass all checks", str(sum(r.ok for r in chk_sel)), str(sum(r.ok for r in chk_full)), "")
+    console.print(t)
 
+    whole(console, args)
+
+
+def mean_check(results: list[CheckRecord], name: str) -> float:
+    secs = [c.seconds for r in results for c in r.checks if c.name == name]
+    return sum(secs) / len(secs) if secs else 0.0
+
+
+def per_kind(console: Console, tasks: list[TaskRecord], verdicts: list[Verdict]) -> None:
+    tried, valid = Counter(t.strategy for t in tasks), Counter[str]()
+    strategy = {t.task_id: t.strategy for t in tasks}
+    for v in verdicts:
+        if not isinstance(v, RejectedRecord):
+            valid[strategy[v.task_id]] += 1
     table = Table("transform", "candidates", "validated", "yield", title="validation yield per transform")
     for strat in sorted(tried):
         table.add_row(strat, str(tried[strat]), str(valid[strat]), f"{valid[strat] / tried[strat]:.0%}")
-    table.add_row("total", str(len(tasks)), str(len(kept)), f"{len(kept) / max(1, len(tasks)):.0%}", style="bold")
     console.print(table)
-    console.print(f"synthesis: {len(tasks)} candidates in {synth_s:.1f}s = {60 * len(tasks) / synth_s:.0f} per minute")
-    console.print(f"validation: {len(tasks)} candidates in {validate_s:.1f}s = {60 * len(tasks) / validate_s:.1f}/min")
-    t = Table("workers", "tasks", "pass all checks", "seconds", "tasks/min", "speed-up vs 1", title="check throughput")
-    for w in (1, 2):
-        rate = 60 * len(kept) / timings[w]
-        t.add_row(
-            str(w),
-            str(len(kept)),
-            str(passed[w]),
-            f"{timings[w]:.1f}",
-            f"{rate:.1f}",
-            f"{timings[1] / timings[w]:.2f}x",
-        )
+
+
+def whole(console: Console, args: argparse.Namespace) -> None:
+    """The whole workflow, as `make demo` runs it, each paying for its own base run and coverage map."""
+    common = [*PATTERNS, "--num-candidates", str(args.candidates), "--workers", str(args.workers)]
+    runs: list[Run] = []
+    out = Path(tempfile.mkdtemp(prefix="repogym-bench-wf-"))
+    if args.before:
+        with source_tree(args.before) as tree:
+            forget_runs(EXAMPLE.name)
+            runs.append(workflow(f"before ({args.before})", tree, str(EXAMPLE), out / "before", common))
+    for label, extra in (("change-aware", []), ("--no-select", ["--no-select"])):
+        forget_runs(EXAMPLE.name)
+        runs.append(workflow(label, ROOT / "src", str(EXAMPLE), out / label.strip("-"), [*common, *extra]))
+    first = runs[0]
+    t = Table("workflow", "candidates", "checked", "yield", "seconds", "checked/min", f"vs {first.label}",
+              title="whole workflow (`repogym workflow`, fresh state, own base run and coverage map)")  # fmt: skip
+    for r in runs:
+        t.add_row(r.label, str(r.candidates), str(r.checked), f"{r.yield_:.0%}", f"{r.seconds:.1f}",
+                  f"{r.per_minute:.1f}", ratio(r.per_minute, first.per_minute))  # fmt: skip
     console.print(t)
 
 

@@ -23,12 +23,11 @@ from rich.table import Table
 
 from repogym import baserun, validate
 from repogym.check import check_many
-from repogym.environment import open_env_sandbox
 from repogym.executor import Executor, LocalExecutor, RayExecutor
 from repogym.records import ValidatedRecord
 from repogym.repo import open_repo, temp_working_copy
 from repogym.resolve import Resolver
-from repogym.synth.coverage import executed_functions
+from repogym.synth.coverage import coverage_map
 from repogym.synth.procedural import synthesize
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "scheme_interpreter"
@@ -40,10 +39,12 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def run_stages(executor: Executor[Any, Any] | None, workers: int, tasks: list[Any], src: Any, spec: Any) -> dict:
+def run_stages(
+    executor: Executor[Any, Any] | None, workers: int, tasks: list[Any], src: Any, spec: Any, coverage: Any
+) -> dict:
     """(validation seconds, checks seconds, validated) with one executor (None: local threads)."""
     out = Path(tempfile.mkdtemp(prefix="repogym-scale-"))
-    validator = validate.CandidateValidator(src, spec)
+    validator = validate.CandidateValidator(src, spec, coverage=coverage)
     v_s = timed(lambda: validate.validate_many(tasks, validator, out / "v.jsonl", out / "r.jsonl", workers=workers,
                                                executor=executor))  # fmt: skip
     validated = [ValidatedRecord.model_validate_json(line) for line in (out / "v.jsonl").read_text().splitlines()]
@@ -68,19 +69,18 @@ def main() -> None:
 
     src = open_repo(EXAMPLE)
     spec = baserun.prepare_with_base(src, "bwrap")
+    coverage = coverage_map(src, spec)
     with temp_working_copy(src) as wc:
-        with open_env_sandbox(spec, wc) as sb:
-            executed = executed_functions(spec, sb)
         tasks = synthesize(src, wc, ["scheme/*.py"], num_candidates=args.candidates, seed=0, avoid=set(),
-                           executed=executed)  # fmt: skip
-    rows = {"local": run_stages(LocalExecutor(args.workers), args.workers, tasks, src, spec)}
+                           coverage=coverage)  # fmt: skip
+    rows = {"local": run_stages(LocalExecutor(args.workers), args.workers, tasks, src, spec, coverage)}
     for nodes in (1, 2):
         cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2 // nodes, "node_ip_address": "127.0.0.1"})
         if nodes == 2:
             cluster.add_node(num_cpus=1, node_ip_address="127.0.0.1")
         cluster.wait_for_nodes()
         executor: RayExecutor[Any, Any] = RayExecutor(args.workers, cluster.address)
-        rows[f"ray, {nodes} node(s)"] = run_stages(executor, args.workers, tasks, src, spec)
+        rows[f"ray, {nodes} node(s)"] = run_stages(executor, args.workers, tasks, src, spec, coverage)
         rows[f"ray, {nodes} node(s)"]["unit_overhead_ms"] = 1000 * ray_overhead(executor)
         ray.shutdown()
         cluster.shutdown()

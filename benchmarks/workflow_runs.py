@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from repogym.repo import cache_dir
 
@@ -29,7 +30,11 @@ class Run:
     validated: int
     checked: int
     seconds: float
-    stages: dict[str, float]
+    summary: dict[str, Any]  # the workflow's own summary (workflow.log's last `done` line)
+
+    @property
+    def stages(self) -> dict[str, float]:
+        return dict(self.summary.get("stage_seconds") or {})
 
     @property
     def yield_(self) -> float:
@@ -85,12 +90,11 @@ def workflow(label: str, src_dir: Path, repo: str, state: Path, args: list[str])
     if r.returncode != 0:
         raise RuntimeError(f"{label}: workflow failed ({r.returncode}): {r.stderr[-2000:]}")
     done = [line for line in (state / "workflow.log").read_text().splitlines() if " done {" in line]
-    stages = json.loads(done[-1].split(" done ", 1)[1]).get("stage_seconds", {}) if done else {}
     return Run(
         label=label,
         candidates=len(lines(state / "tasks.jsonl")),
         validated=len(lines(state / "validated_tasks.jsonl")),
         checked=sum(bool(c.get("ok")) for c in lines(state / "check_results.jsonl")),
         seconds=seconds,
-        stages=stages,
+        summary=json.loads(done[-1].split(" done ", 1)[1]) if done else {},
     )
