@@ -106,7 +106,8 @@ def _is_package(p: Path, root: Path, wc: Path) -> bool:
 
 def candidates(wc: Path, files: list[str], coverage: CoverageMap | None, max_share: float = 1.0) -> Iterator[Candidate]:
     """Every parseable, distinct transform whose changed lines some test executes, but not more than
-    ``max_share`` of the tests (more could fail: validation rejects such a change); every one without a map."""
+    ``max_share`` of the tests (more could fail: validation rejects such a change), and (for a function) not
+    at import; every one without a map."""
     seen: set[str] = set()
     for rel in files:
         text = (wc / rel).read_text()
@@ -129,6 +130,8 @@ def candidates(wc: Path, files: list[str], coverage: CoverageMap | None, max_sha
                 count = len(coverage.covering({rel: list(lines)}))
                 if count > max_share * len(coverage.tests):
                     continue
+                if edit.transform in FUNCTION_TRANSFORMS and coverage.at_import({rel: list(lines)}):
+                    continue  # the function also runs at import: a change there reaches the whole program
             yield Candidate(rel, edit, lines, count, text)
 
 
@@ -158,9 +161,10 @@ def aim_lines(text: str, edit: Edit, bodies: dict[int, int]) -> tuple[int, ...]:
 
 
 def select(pool: list[Candidate], n: int, seed: int, avoid: set[str], total_tests: int = 0) -> list[Candidate]:
-    """Pick up to n candidates, each the best by: a function not used yet, a file under its share (twice an even
-    split: no file takes the whole budget), the transform used least (every kind is represented), lines few
-    tests run (a change to code most tests run breaks the whole program), the file and function used least."""
+    """Pick up to n candidates, each the best by: lines more than one test runs (what one test runs, it often does
+    not check), a function not used yet, a file under its share (twice an even split: no file takes the whole
+    budget), the transform used least (every kind is represented), lines few tests run (a change to code most
+    tests run breaks the whole program), the file and function used least."""
     rng = random.Random(seed)
     left = [c for c in pool if c.subject not in avoid]
     order = {id(c): rng.random() for c in left}
@@ -169,10 +173,10 @@ def select(pool: list[Candidate], n: int, seed: int, avoid: set[str], total_test
     used_kind: Counter[str] = Counter()
     cap = 2 * math.ceil(n / max(1, len({c.path for c in left})))
 
-    def key(c: Candidate) -> tuple[bool, bool, int, int, int, int, float]:
+    def key(c: Candidate) -> tuple[bool, bool, bool, int, int, int, int, float]:
         fn, file = used_function[(c.path, c.function)], used_file[c.path]
-        kind = used_kind[c.edit.transform]
-        return fn > 0, file >= cap, kind, _tier(c.covering, total_tests), file, fn, order[id(c)]
+        kind, tier = used_kind[c.edit.transform], _tier(c.covering, total_tests)
+        return tier == WEAK, fn > 0, file >= cap, kind, tier, file, fn, order[id(c)]
 
     picked: list[Candidate] = []
     while left and len(picked) < n:
@@ -187,13 +191,17 @@ def select(pool: list[Candidate], n: int, seed: int, avoid: set[str], total_test
     return picked
 
 
+WEAK = 3  # the tier of lines a single test runs
+
+
 def _tier(covering: int | None, total: int) -> int:
-    """0 for lines a few tests run (at least two: a line one test runs is often not checked by it), 1 for one
-    test or up to half the suite, 2 beyond."""
+    """0 for lines a few tests run (up to a quarter of the suite), 1 up to half, 2 beyond, WEAK for one test."""
     if covering is None or not total:
         return 0
+    if covering == 1:
+        return WEAK
     share = covering / total
-    return 0 if covering >= 2 and share <= 0.25 else 1 if share <= 0.5 else 2
+    return 0 if share <= 0.25 else 1 if share <= 0.5 else 2
 
 
 def to_record(c: Candidate, wc: Path, src: RepoSource, task_id: str, files: list[str]) -> TaskRecord:
