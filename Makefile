@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	rm -rf outputs/demo
-	$(BIN)/repogym workflow examples/scheme_interpreter 'scheme/*.py' --state-dir outputs/demo --strategy procedural --agent auto --num-candidates 40 --workers 2
+	$(BIN)/repogym workflow examples/scheme_interpreter 'scheme/*.py' --state-dir outputs/demo --strategy procedural --agent auto --num-candidates 40 --combine 6 --workers 2
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

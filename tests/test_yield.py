@@ -21,6 +21,7 @@ from repogym.sandbox.bwrap import bwrap_available
 from repogym.scripted_server import ScriptedServer
 from repogym.synth import procedural
 from repogym.synth.coverage import CoverageMap, coverage_map
+from repogym.taskset import difficulty
 
 pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
 
@@ -135,13 +136,16 @@ def _tests() -> list[str]:
     ]
 
 
+def _synth(src: RepoSource, cov: CoverageMap | None, n: int, seed: int) -> list[TaskRecord]:
+    with temp_working_copy(src) as wc:
+        return procedural.synthesize(src, wc, [], num_candidates=n, seed=seed, avoid=set(), coverage=cov)
+
+
 def test_no_candidate_on_uncovered_lines(shop: tuple[RepoSource, EnvSpec]) -> None:
     src, spec = shop
     cov = coverage_map(src, spec)
     assert cov is not None
-    with temp_working_copy(src) as wc:
-        aimed = procedural.synthesize(src, wc, [], num_candidates=500, seed=0, avoid=set(), coverage=cov)
-        blind = procedural.synthesize(src, wc, [], num_candidates=500, seed=0, avoid=set(), coverage=None)
+    aimed, blind = _synth(src, cov, 500, 0), _synth(src, None, 500, 0)
     assert any(r.changed_symbols == ["audit"] for r in blind), "without a map, audit() is a target"
     assert aimed and not any(r.changed_symbols == ["audit"] for r in aimed)
     covered = cov.covered("shop/cart.py")
@@ -153,9 +157,7 @@ def test_no_candidate_on_uncovered_lines(shop: tuple[RepoSource, EnvSpec]) -> No
 
 def test_selection_spreads_over_functions_before_repeating_one(shop: tuple[RepoSource, EnvSpec]) -> None:
     src, spec = shop
-    cov = coverage_map(src, spec)
-    with temp_working_copy(src) as wc:
-        picked = procedural.synthesize(src, wc, [], num_candidates=3, seed=3, avoid=set(), coverage=cov)
+    picked = _synth(src, coverage_map(src, spec), 3, 3)
     assert len({r.changed_symbols[0] for r in picked}) == 3
 
 
@@ -179,9 +181,7 @@ def test_change_aware_validation_and_check_2_on_a_small_project(shop: tuple[Repo
     src, spec = shop
     cov = coverage_map(src, spec)
     assert cov is not None
-    with temp_working_copy(src) as wc:
-        tasks = procedural.synthesize(src, wc, [], num_candidates=8, seed=1, avoid=set(), coverage=cov)
-    both = _validate_both(src, spec, cov, tasks)
+    both = _validate_both(src, spec, cov, _synth(src, cov, 8, 1))
     kept = [sel for sel, full in both.values() if isinstance(sel, ValidatedRecord)]
     assert kept, both
     for sel, full in both.values():
@@ -323,3 +323,8 @@ def test_combine_without_validated_candidates_says_what_to_do(tmp_path: Path) ->
     (tmp_path / "state" / "tasks.jsonl").write_text("")
     r = run_cli("synth", str(repo), "--strategy", "combine", "--from", str(tmp_path / "state"))
     assert r.returncode != 0 and "at least two validated single-change candidates" in r.stderr
+
+
+def test_difficulty_counts_the_changes_of_a_combined_task() -> None:
+    gold = "diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"
+    assert [difficulty(gold, n) for n in (1, 2, 3, 4)] == ["easy", "medium", "hard", "hard"]

@@ -73,7 +73,8 @@ class TaskRow:
     @property
     def difficulty(self) -> str:
         given = (self.validated or {}).get("difficulty") or self.candidate.get("difficulty")
-        return str(given) if given else difficulty(self.gold_patch)
+        changes = int((self.validated or {}).get("changes") or self.candidate.get("changes") or 1)
+        return str(given) if given else difficulty(self.gold_patch, changes)
 
 
 @dataclass
@@ -170,13 +171,16 @@ def _swap_line(line: str) -> str:
     return line
 
 
-def difficulty(gold: str) -> str:
-    """easy / medium / hard by the size of the fix: lines the gold patch changes and files it touches."""
+LEVELS = ("easy", "medium", "hard")
+
+
+def difficulty(gold: str, changes: int = 1) -> str:
+    """easy / medium / hard by the size of the fix (lines the gold patch changes, files it touches), one level up
+    for each separate change beyond the first (a combined task: the bugs must all be found)."""
     changed = sum(1 for line in gold.splitlines() if line[:1] in "+-" and not line.startswith(("+++", "---")))
     files = len(split_diff(gold))
-    if changed <= 4 and files <= 1:
-        return "easy"
-    return "medium" if changed <= 20 and files <= 2 else "hard"
+    size = 0 if changed <= 4 and files <= 1 else 1 if changed <= 20 and files <= 2 else 2
+    return LEVELS[min(2, size + max(0, changes - 1))]
 
 
 def rejection_kind(reason: str) -> str:

@@ -109,15 +109,20 @@ def _case_outcome(case: ET.Element) -> Outcome:
     return "passed"
 
 
+def _root_or_none(xml_text: str) -> ET.Element | None:
+    """The XML's root, or None for text that is not XML (parse_junit, which must say why, raises instead)."""
+    try:
+        return ET.fromstring(xml_text)
+    except ET.ParseError:
+        return None
+
+
 def failure_messages(xml_text: str, max_chars: int = 4000) -> dict[str, str]:
     """Failed or errored test id -> the runner's message and traceback (cut to ``max_chars``), from JUnit XML:
     what a user sees when the test fails."""
-    try:
-        root = ET.fromstring(xml_text)
-    except ET.ParseError:
-        return {}
+    root = _root_or_none(xml_text)
     out: dict[str, str] = {}
-    for suite in root.iter("testsuite"):
+    for suite in root.iter("testsuite") if root is not None else ():
         for case in suite.findall("testcase"):
             for child in case:
                 if child.tag in ("failure", "error"):
@@ -132,12 +137,9 @@ def collection_errors(xml_text: str) -> dict[str, str]:
 
     pytest reports each as a test case without a class whose error message is "collection failure".
     """
-    try:
-        root = ET.fromstring(xml_text)
-    except ET.ParseError:
-        return {}
+    root = _root_or_none(xml_text)
     out: dict[str, str] = {}
-    for case in root.iter("testcase"):
+    for case in root.iter("testcase") if root is not None else ():
         error = case.find("error")
         if error is not None and error.get("message") == "collection failure" and not case.get("classname"):
             lines = [line for line in (error.text or "").splitlines() if line.strip().startswith("E ")]
