@@ -15,6 +15,7 @@ from repogym import baserun, validate
 from repogym.check import check_task, touched_test_files
 from repogym.describe import forbidden_names, named
 from repogym.environment import EnvSpec
+from repogym.project.imports import importers
 from repogym.records import TaskRecord, ValidatedRecord
 from repogym.repo import RepoSource, open_repo, temp_working_copy
 from repogym.sandbox.bwrap import bwrap_available
@@ -328,3 +329,26 @@ def test_combine_without_validated_candidates_says_what_to_do(tmp_path: Path) ->
 def test_difficulty_counts_the_changes_of_a_combined_task() -> None:
     gold = "diff --git a/m.py b/m.py\n--- a/m.py\n+++ b/m.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n"
     assert [difficulty(gold, n) for n in (1, 2, 3, 4)] == ["easy", "medium", "hard", "hard"]
+
+
+def test_importers_of_a_test_module_however_it_is_named(tmp_path: Path) -> None:
+    files = {
+        "tests/__init__.py": "",
+        "tests/test_base.py": "class TestBase:\n    def test_x(self):\n        pass\n",
+        "tests/test_relative.py": "from .test_base import TestBase\n\nclass TestMore(TestBase):\n    pass\n",
+        "tests/test_absolute.py": "import tests.test_base\n",
+        "tests/test_on_path.py": "from test_base import TestBase\n",
+        "tests/test_other.py": "import os\nfrom .helpers import test_base_like\n",
+        "tests/deep/test_up.py": "from ..test_base import TestBase\n",
+        "src/test_not_a_test_dir.py": "import json\n",
+    }
+    for rel, text in files.items():
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text(text)
+    found = importers(tmp_path, ["tests/test_base.py"])
+    assert found == [
+        "tests/deep/test_up.py",
+        "tests/test_absolute.py",
+        "tests/test_on_path.py",
+        "tests/test_relative.py",
+    ]

@@ -27,6 +27,7 @@ from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.errors import RepogymError
 from repogym.executor import Executor, InfrastructureFailure, LocalExecutor
 from repogym.grading import gold_patch, run_solution
+from repogym.project.imports import importers
 from repogym.project.pytest_config import is_test_path
 from repogym.records import CheckOutcome, CheckRecord, ValidatedRecord
 from repogym.repo import GitError, RepoSource, apply_diff, changed_files, temp_working_copy
@@ -58,13 +59,15 @@ def run_state(
     excluded: set[str] | None = None,
     select: list[str] | None = None,
 ) -> Outcome:
-    """Check 1's or 2's run (``select``: only these test files), judged without the ``excluded`` tests (the
-    base's known failures and flaky tests). Check 3 runs through the grader (``grading.run_solution``), the same
-    path as every agent's grade."""
+    """Check 1's or 2's run (``select``: only these test files and the test modules that import them), judged
+    without the ``excluded`` tests (the base's known failures and flaky tests). Check 3 runs through the grader
+    (``grading.run_solution``), the same path as every agent's grade."""
     with temp_working_copy(src, prefix="repogym-check-") as wc:
         reason = _state(wc, rec, tests)
         if reason:
             return None, reason
+        if select is not None:
+            select = select + importers(wc, select)  # a module that imports a test module runs what it adds
         with open_env_sandbox(spec, wc) as sb:
             return run_tests(spec, sb, timeout_s, select=select).without(excluded or set()), None
 

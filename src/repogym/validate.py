@@ -24,6 +24,7 @@ from repogym.environment import BaseRun, EnvSpec, open_env_sandbox, run_tests
 from repogym.errors import PatchError, RepogymError
 from repogym.executor import Executor, InfrastructureFailure, LocalExecutor
 from repogym.llm import LLM, ModelConfig
+from repogym.project.imports import importers
 from repogym.project.pytest_config import is_test_path
 from repogym.records import RejectedRecord, TaskRecord, ValidatedRecord, append_record, existing_ids
 from repogym.repo import RepoSource, changed_files, commit_all, diff, git, temp_working_copy
@@ -250,7 +251,8 @@ def separate_tests(
     First surgically (the functions, methods or parametrized functions that produce the failing tests); then, as
     long as the task state still has failing tests or modules that no longer collect, the whole modules move
     into tests.diff (their passing tests come back as PASS_TO_PASS). Rejected when that cannot work. ``subset``:
-    run only the touched test files that remain (the rest of the suite ran, or behaves as at the base).
+    run only the touched test files that remain and the test modules that import them (the rest of the suite
+    ran, or behaves as at the base).
     """
     whole: set[str] = set()
     for _ in range(MAX_REPAIRS):
@@ -259,6 +261,7 @@ def separate_tests(
             raise Rejected("the change touches a test file")
         if subset:
             left = [f for f in files if (wc / f).is_file() and f.endswith(".py")]
+            left += importers(wc, files)  # a removal can break the modules that import it
             if not left:
                 return files
             run = _run(spec, wc, timeout_s, left)

@@ -1,4 +1,5 @@
-"""Imports of a project's tests that may need a distribution: the last resort of dependency discovery.
+"""Imports of a project's tests: those that may need a distribution (the last resort of dependency discovery),
+and which test modules import which (a change to one can break the other's collection).
 
 The names are checked against the built environment (see environment.py); what does not resolve is installed
 under its distribution name (``yaml`` -> PyYAML).
@@ -9,6 +10,8 @@ from __future__ import annotations
 import ast
 import sys
 from pathlib import Path
+
+from repogym.project.pytest_config import is_test_path
 
 # Import names whose distribution is called something else (pip normalizes case, '-' and '_' itself).
 IMPORT_TO_DIST = {
@@ -103,3 +106,51 @@ def local_names(repo_dir: Path) -> set[str]:
         if p.is_dir() or p.suffix in (".py", ".pyi", ".so", ".pyx"):
             names.add(p.name.split(".")[0])
     return names
+
+
+def importers(repo_dir: Path, modules: list[str]) -> list[str]:
+    """The test modules of ``repo_dir`` that import one of ``modules`` (files, relative to it), however they name
+    it: absolute from the root or from a folder on the path (a dotted suffix), or relative."""
+    wanted = {m.removesuffix(".py").replace("/", ".") for m in modules}
+    out = []
+    for rel in _test_modules(repo_dir):
+        if rel in modules:
+            continue
+        try:
+            tree = ast.parse((repo_dir / rel).read_text(errors="replace"))
+        except (SyntaxError, ValueError, OSError):
+            continue
+        package = rel.removesuffix(".py").replace("/", ".").rsplit(".", 1)[0] if "/" in rel else ""
+        if any(_names(w, name) for name in _modules_named(tree, package) for w in wanted):
+            out.append(rel)
+    return out
+
+
+def _test_modules(repo_dir: Path) -> list[str]:
+    found = (p.relative_to(repo_dir).as_posix() for p in repo_dir.rglob("*.py"))
+    return sorted(
+        rel for rel in found if is_test_path(rel) and not any(part.startswith(".") for part in rel.split("/"))
+    )
+
+
+def _names(module: str, name: str) -> bool:
+    return module == name or module.endswith("." + name)
+
+
+def _modules_named(tree: ast.Module, package: str) -> set[str]:
+    """Every module an import statement could mean (``from a import b``: ``a`` and ``a.b``), relative ones
+    resolved against ``package``."""
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".") if package else []
+                parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+                base = ".".join([*parts, *([node.module] if node.module else [])])
+            if base:
+                out.add(base)
+            out |= {f"{base}.{a.name}" if base else a.name for a in node.names}
+    return out

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from repogym.environment import EnvSpec, open_env_sandbox
+from repogym.progress import stage
 from repogym.repo import RepoSource, cache_dir, temp_working_copy
 
 FORMAT = 1  # in the cache file's name: a new probe records the map anew
@@ -176,11 +177,13 @@ def coverage_map(
     path = _cache_path(spec, src)
     if path.exists():
         return CoverageMap.from_json(path.read_text())
-    if wc is not None:
-        found = probe(spec, wc, timeout_s)
-    else:
-        with temp_working_copy(src) as fresh:
-            found = probe(spec, fresh, timeout_s)
+    with stage("coverage map (one traced run of the suite)", 1) as advance:
+        if wc is not None:
+            found = probe(spec, wc, timeout_s)
+        else:
+            with temp_working_copy(src) as fresh:
+                found = probe(spec, fresh, timeout_s)
+        advance(f"{len(found.tests)} tests" if found else "unavailable")
     if found is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
