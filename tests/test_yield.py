@@ -352,3 +352,20 @@ def test_importers_of_a_test_module_however_it_is_named(tmp_path: Path) -> None:
         "tests/test_on_path.py",
         "tests/test_relative.py",
     ]
+
+
+def test_a_crlf_test_file_keeps_its_line_endings_and_the_task_checks(tmp_path: Path) -> None:
+    root = tmp_path / "src"
+    for name, text in SHOP.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        body = textwrap.dedent(text).lstrip()
+        (root / name).write_bytes((body.replace("\n", "\r\n") if name.startswith("tests/") else body).encode())
+    src = open_repo(make_git_repo(root, tmp_path / "shop"))
+    spec = baserun.prepare_with_base(src, "bwrap")
+    cov = coverage_map(src, spec)
+    tasks = [t for t in _synth(src, cov, 20, 0) if t.changed_symbols == ["subtotal"]]
+    rec = validate.validate_auto(tasks[0], src, spec, validate.Baseline(spec), coverage=cov)
+    assert "\r\n" in rec.tests_diff, "the hidden tests keep the file's CRLF"
+    assert rec.src_diff.count("\n-") < 20, "only the removed test, not every line of the file"
+    result = check_task(rec, src, spec)
+    assert result.ok, result.reason

@@ -52,17 +52,18 @@ def git(args: list[str], cwd: Path | None = None, stdin: str | None = None, chec
         p = subprocess.run(
             ["git", *args],
             cwd=cwd,
-            input=stdin,
+            input=stdin.encode() if stdin is not None else None,
             capture_output=True,
-            text=True,
             env=env,
             timeout=GIT_TIMEOUT_S,
         )
     except subprocess.TimeoutExpired as e:
         raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT_S}s") from e
+    # Bytes, decoded by hand: text mode would turn a CRLF file's "\r\n" into "\n", and its diff would not apply.
+    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
     if check and p.returncode != 0:
-        raise GitError(f"git {' '.join(args[:2])} failed: {p.stderr.strip() or p.stdout.strip()}")
-    return p.stdout
+        raise GitError(f"git {' '.join(args[:2])} failed: {err.strip() or out.strip()}")
+    return out
 
 
 @dataclass(frozen=True)

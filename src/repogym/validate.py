@@ -347,16 +347,19 @@ def _remove_functions(path: Path, wanted: set[tuple[tuple[str, ...], str]]) -> b
     """Cut the wanted functions out of ``path``; False (and no change) when one of them is not there."""
     if path.suffix != ".py":
         return False
-    text = path.read_text()
+    with path.open(newline="") as f:  # line endings as they are: a CRLF file stays CRLF
+        text = f.read()
     spans = sorted(_function_spans(ast.parse(text), wanted), key=lambda span: span[2], reverse=True)  # last first
     if len({(c, f) for c, f, *_ in spans}) < len(wanted):
         return False
-    lines = text.splitlines(keepends=True)
+    lines = re.split(r"(?<=\n)", text)  # lines as the parser counts them (not at form feeds, as splitlines does)
+    ending = "\r\n" if "\r\n" in text else "\n"
     for _c, _f, first, last, indent, alone in spans:
         while not alone and last < len(lines) and not lines[last].strip():
             last += 1  # the blank lines after the function go with it
-        lines[first - 1 : last] = [f"{indent}pass\n"] if alone else []
-    path.write_text("".join(lines))
+        lines[first - 1 : last] = [f"{indent}pass{ending}"] if alone else []
+    with path.open("w", newline="") as f:
+        f.write("".join(lines))
     return True
 
 
