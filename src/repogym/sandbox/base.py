@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import shutil
 import signal
 import subprocess
@@ -133,18 +134,39 @@ def _start(argv: list[str], cwd: Path | None, env: Mapping[str, str] | None) -> 
 
 
 def _wait(proc: subprocess.Popen[bytes], deadline: float, watch: Callable[[], str] | None) -> str:
-    """Wait until the process ends, the deadline passes, or ``watch`` names a passed limit (returned)."""
-    while True:
-        left = deadline - time.monotonic()
-        if left <= 0:
-            return ""
-        try:
-            proc.wait(timeout=min(left, WATCH_INTERVAL_S) if watch else left)
-            return ""
-        except subprocess.TimeoutExpired:
+    """Wait until the process ends, the deadline passes, or ``watch`` names a passed limit (returned).
+
+    On Linux a pidfd wakes the wait the moment the process exits (``Popen.wait`` with a timeout polls, up to
+    50 ms late, on every command of every run)."""
+    try:
+        fd: int | None = os.pidfd_open(proc.pid)
+    except (AttributeError, OSError):
+        fd = None
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return ""
+            step = min(left, WATCH_INTERVAL_S) if watch else left
+            if _exited(proc, fd, step):
+                return ""
             reason = watch() if watch else ""
             if reason:
                 return reason
+    finally:
+        if fd is not None:
+            os.close(fd)
+
+
+def _exited(proc: subprocess.Popen[bytes], fd: int | None, seconds: float) -> bool:
+    if fd is None:
+        try:
+            proc.wait(timeout=seconds)
+            return True
+        except subprocess.TimeoutExpired:
+            return False
+    select.select([fd], [], [], seconds)
+    return proc.poll() is not None
 
 
 def kill_group(pid: int) -> None:
