@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.records import ValidatedRecord
-from repogym.repo import GitError, RepoSource, apply_diff, changed_files, diff, git, temp_sealed_copy
+from repogym.repo import GitError, RepoSource, apply_diff, changed_files, diff, git, temp_sealed_copy, temp_working_copy
 from repogym.scoring import reward, split_outcomes
 from repogym.screen import reason
 from repogym.testresults import TestRun
@@ -91,9 +91,12 @@ def gold_patch_args(rec: ValidatedRecord) -> list[str]:
 
 def gold_patch(src: RepoSource, rec: ValidatedRecord) -> str:
     """The gold patch as a diff against the task state: reverse(src.diff) outside the files tests.diff touches."""
-    with temp_sealed_copy(src, rec.src_diff, prefix="repogym-gold-") as wc:
+    with temp_working_copy(src, prefix="repogym-gold-") as wc:  # a diff to compute, nobody to hide the base from
+        apply_diff(wc, rec.src_diff)
+        git(["add", "-A"], cwd=wc)
+        task_state = git(["write-tree"], cwd=wc).strip()
         apply_diff(wc, rec.src_diff, reverse=True, extra=gold_patch_args(rec))
-        return diff(wc, "HEAD")
+        return diff(wc, task_state)
 
 
 def run_solution(
