@@ -29,7 +29,7 @@ from repogym.project.pytest_config import is_test_path
 from repogym.records import RejectedRecord, TaskRecord, ValidatedRecord, append_record, existing_ids
 from repogym.repo import RepoSource, changed_files, commit_all, diff, git, temp_working_copy
 from repogym.synth.coverage import CoverageMap
-from repogym.testresults import TestRun, split_test_id
+from repogym.testresults import TestRun
 
 COLLECTION_ERROR_CODES = (2, 3, 4, 5)  # pytest: interrupted, internal error, usage error, no tests collected
 KILLED_CODES = (-9, 137)  # SIGKILL: the sandbox's memory or process limit
@@ -250,10 +250,9 @@ def separate_tests(
 
     First surgically (the functions, methods or parametrized functions that produce the failing tests); then, as
     long as the task state still has failing tests or modules that no longer collect, the whole modules move
-    into tests.diff (their passing tests come back as PASS_TO_PASS). Rejected when that cannot work. ``subset``
-    (change-aware): the rest of the suite ran with the change, or behaves as at the base, so when only test
-    functions that nothing else names were cut out, from modules no other test module imports, the task state
-    needs no run (check 1 runs the whole suite); otherwise only the touched test files and their importers run.
+    into tests.diff (their passing tests come back as PASS_TO_PASS). Rejected when that cannot work. ``subset``:
+    run only the touched test files that remain and the test modules that import them (the rest of the suite
+    ran, or behaves as at the base).
     """
     whole: set[str] = set()
     for _ in range(MAX_REPAIRS):
@@ -262,10 +261,10 @@ def separate_tests(
             raise Rejected("the change touches a test file")
         if subset:
             left = [f for f in files if (wc / f).is_file() and f.endswith(".py")]
-            users = importers(wc, files)  # a removal can break the modules that import it
-            if not left or not (whole or users or _still_named(wc, left, failing)):
-                return files  # functions cut out that nothing else names: the rest runs as it ran with the change
-            run = _run(spec, wc, timeout_s, left + users)
+            left += importers(wc, files)  # a removal can break the modules that import it
+            if not left:
+                return files
+            run = _run(spec, wc, timeout_s, left)
             if not _selection_ran(run, base):
                 run = _run(spec, wc, timeout_s)
         else:
@@ -279,25 +278,6 @@ def separate_tests(
         git(["checkout", "-q", "HEAD", "--", *files], cwd=wc)  # the base's test files, then remove anew
         whole |= more
     raise Rejected(f"the task state fails without the feature's tests: {', '.join(sorted(problems)[:5])}")
-
-
-def _still_named(wc: Path, files: list[str], removed: list[str]) -> bool:
-    """Whether a test module still names one of the removed tests' functions (a helper call, an alias)."""
-    names = {split_test_id(t)[1] for t in removed}
-    for rel in files:
-        try:
-            tree = ast.parse((wc / rel).read_bytes())
-        except (SyntaxError, ValueError):
-            return True
-        for node in ast.walk(tree):
-            if (
-                isinstance(node, ast.Name)
-                and node.id in names
-                or isinstance(node, ast.Attribute)
-                and node.attr in names
-            ):
-                return True
-    return False
 
 
 def _task_state_problems(run: TestRun, base: Baseline) -> set[str]:
