@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,10 +36,24 @@ def state(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("view")
     repo = make_git_repo(EXAMPLE, root / "scheme_interpreter")
     state = root / "state"
+    state.mkdir()
+    # A candidate no test notices (a docstring), so that the page has a rejection to show beside the checked tasks.
+    doc = '"""Render Scheme values as Scheme source text."""\n'
+    patch = f"### scheme/printer.py\n<<<<<<< SEARCH\n{doc}=======\n{doc.replace('Render', 'Print')}>>>>>>> REPLACE\n"
+    noop = {
+        "task_id": "scheme_interpreter/docstring", "repo": str(repo), "commit_sha": git_head(repo),
+        "subject": "docstring", "strategy": "procedural:docstring",
+        "patches": patch,
+    }  # fmt: skip
+    (state / "tasks.jsonl").write_text(json.dumps(noop) + "\n")
     r = run_cli("workflow", str(repo), "scheme/*.py", "--state-dir", str(state), "--num-candidates", "12")
     assert r.returncode == 0, r.stderr[-3000:]
     assert len(load_state(state).checked_ok()) >= 2
     return state
+
+
+def git_head(repo: Path) -> str:
+    return subprocess.run(["git", "-C", str(repo), "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
 
 
 @pytest.fixture(scope="module")
