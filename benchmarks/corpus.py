@@ -5,6 +5,7 @@ default) against `--no-select` (and, with `--before REF`, the workflow of an ear
 for its own base run and coverage map.
 
     python benchmarks/corpus.py [--candidates 12] [--workers 2] [--backend bwrap] [--repos NAME ...] [--before REF]
+                                [--no-compare]
 """
 
 from __future__ import annotations
@@ -70,7 +71,7 @@ def runs_of(tarball: Path, args: argparse.Namespace, before: Path | None) -> dic
     """The repository's workflow runs by label; a run that fails is its error's first line."""
     name = tarball.name.removesuffix(".git.tar.gz")
     common = ["--num-candidates", str(args.candidates), "--workers", str(args.workers), "--backend", args.backend]
-    plan = [("now", ROOT / "src", []), ("no-select", ROOT / "src", ["--no-select"])]
+    plan = [("now", ROOT / "src", [])] + ([] if args.no_compare else [("no-select", ROOT / "src", ["--no-select"])])
     if before is not None:
         plan.insert(0, ("before", before, []))
     out: dict[str, Run | str] = {}
@@ -143,6 +144,7 @@ def main() -> None:
     parser.add_argument("--corpus", type=Path, default=CORPUS)
     parser.add_argument("--out", type=Path, default=ROOT / "outputs" / "corpus")
     parser.add_argument("--before", help="Also run the workflow of this earlier commit (e.g. cc8ec0d).")
+    parser.add_argument("--no-compare", action="store_true", help="Skip the --no-select runs (half the time).")
     args = parser.parse_args()
     tarballs = sorted(args.corpus.glob("*.git.tar.gz"))
     if args.repos:
