@@ -3,6 +3,7 @@ combined candidates and issue-style descriptions; real git, real bwrap sandboxes
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import socket
 import textwrap
@@ -90,6 +91,14 @@ SHOP = {
         def test_discount_half():
             assert discount(200, 50) == 100
         """,
+    "tests/test_cli.py": """
+        import subprocess
+        import sys
+
+        def test_discount_in_a_process():
+            code = "from shop.cart import discount; assert discount(100) == 90"
+            assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+        """,
 }
 
 
@@ -112,7 +121,8 @@ def test_coverage_map_records_which_test_runs_which_line(shop: tuple[RepoSource,
     cov = coverage_map(src, spec)
     assert cov is not None
     text = textwrap.dedent(SHOP["shop/cart.py"]).lstrip()
-    assert sorted(cov.tests) == sorted(f"tests/test_cart.py::{t}" for t in _tests())
+    assert sorted(cov.tests) == sorted([*(f"tests/test_cart.py::{t}" for t in _tests()), CLI_TEST])
+    assert [cov.tests[i] for i in cov.opaque] == [CLI_TEST], "its code runs in another process: opaque"
     raise_line = _line(text, 'raise ValueError("negative amount")')
     assert cov.covering({"shop/cart.py": [raise_line]}) == ["tests/test_cart.py::test_with_tax_rejects_negative"]
     loop_body = _line(text, "total += price")
@@ -124,6 +134,9 @@ def test_coverage_map_records_which_test_runs_which_line(shop: tuple[RepoSource,
     assert len(cov.seconds) == len(cov.tests)
     again = coverage_map(src, spec.model_copy(update={"venv": "/nonexistent"}))  # from the store: no run
     assert again is not None and again.to_json() == cov.to_json()
+
+
+CLI_TEST = "tests/test_cli.py::test_discount_in_a_process"
 
 
 def _tests() -> list[str]:
@@ -191,7 +204,7 @@ def test_change_aware_validation_and_check_2_on_a_small_project(shop: tuple[Repo
             assert (sel.FAIL_TO_PASS, sel.PASS_TO_PASS) == (full.FAIL_TO_PASS, full.PASS_TO_PASS)
             assert sel.src_diff == full.src_diff and sel.tests_diff == full.tests_diff
             assert "selected test(s) ran" in sel.log
-    rec = kept[0]
+    rec = next(r for r in kept if not any("test_cli" in t for t in r.FAIL_TO_PASS))
     files = touched_test_files(rec)
     assert files == ["tests/test_cart.py"]
     quick = check_task(rec, src, spec, select=True, parallel=True)
@@ -200,6 +213,27 @@ def test_change_aware_validation_and_check_2_on_a_small_project(shop: tuple[Repo
     assert (quick.FAIL_TO_PASS, quick.PASS_TO_PASS) == (whole.FAIL_TO_PASS, whole.PASS_TO_PASS)
     ran = {c.name: c.failed_tests + c.passed_tests for c in quick.checks}
     assert all(t.startswith("tests.test_cart::") for t in ran["tests_fail"])
+
+
+def test_opaque_tests_run_with_every_change(shop: tuple[RepoSource, EnvSpec]) -> None:
+    """A test that runs the code in a process of its own executes no line the tracer sees; it is selected for
+    every change (without that, FAIL_TO_PASS would miss it and the task state would fail it)."""
+    src, spec = shop
+    cov = coverage_map(src, spec)
+    assert cov is not None
+    text = textwrap.dedent(SHOP["shop/cart.py"]).lstrip()
+    cut = {"shop/cart.py": [_line(text, "cut = amount * percent // 100")]}
+    assert CLI_TEST not in cov.covering(cut) and CLI_TEST in cov.selection(cut)
+    task = next(t for t in _synth(src, cov, 40, 0) if t.changed_symbols == ["discount"] and "percent" in t.patches)
+    base = validate.Baseline(spec)
+    full = validate.validate_auto(task, src, spec, base, base.timeout())
+    assert CLI_TEST.replace("/", ".").replace(".py::", "::") in full.FAIL_TO_PASS
+    sel = validate.validate_auto(task, src, spec, base, base.timeout(), coverage=cov)
+    assert (sel.FAIL_TO_PASS, sel.PASS_TO_PASS) == (full.FAIL_TO_PASS, full.PASS_TO_PASS)
+    assert sel.tests_diff == full.tests_diff
+    blind = dataclasses.replace(cov, opaque=[])
+    missed = validate.validate_auto(task, src, spec, base, base.timeout(), coverage=blind)
+    assert missed.FAIL_TO_PASS != full.FAIL_TO_PASS, "the map without opaque tests misses it: the test can fail"
 
 
 @pytest.mark.slow
@@ -369,3 +403,20 @@ def test_a_crlf_test_file_keeps_its_line_endings_and_the_task_checks(tmp_path: P
     assert rec.src_diff.count("\n-") < 20, "only the removed test, not every line of the file"
     result = check_task(rec, src, spec)
     assert result.ok, result.reason
+
+
+def test_the_task_state_runs_only_when_a_removal_can_reach_other_tests(tmp_path: Path) -> None:
+    """Removing test functions that nothing else names changes no other test: no task-state run. A helper that
+    another test calls, a base class, or a whole module gone: the task state must run."""
+    tests = tmp_path / "tests"
+    tests.mkdir()
+    (tests / "test_a.py").write_text("def test_x():\n    assert 1\n\n\ndef test_y():\n    assert 2\n")
+    failing = ["tests.test_a::test_y"]
+    assert validate.remove_tests(tmp_path, failing) == ["tests/test_a.py"]
+    assert validate._removal_is_local(tmp_path, ["tests/test_a.py"], failing)
+    (tests / "test_b.py").write_text("def test_x():\n    test_y()\n\n\ndef test_y():\n    assert 2\n")
+    failing = ["tests.test_b::test_y"]
+    validate.remove_tests(tmp_path, failing)
+    assert not validate._removal_is_local(tmp_path, ["tests/test_b.py"], failing), "test_x calls test_y"
+    (tests / "test_b.py").unlink()
+    assert not validate._removal_is_local(tmp_path, ["tests/test_b.py"], failing), "a whole module moved"

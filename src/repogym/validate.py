@@ -85,8 +85,9 @@ def validate_auto(
     ``writer``, the description is an issue a model wrote from the failures (the template otherwise).
 
     With a coverage map (change-aware validation) only the tests that execute the changed lines run with the
-    change, and only the test files the task moves run in the task state: a test that executes no changed line
-    behaves as at the base. A change to lines run at import, or a selection the runner cannot take, runs the
+    change (and the opaque ones, see synth/coverage.py), and only the test files the task moves run in the task
+    state, when removing the failing tests can break anything but themselves: a test that executes no changed
+    line behaves as at the base. A change to lines run at import, or a selection the runner cannot take, runs the
     whole suite; checks 1 and 3 run the whole suite of every task that survives.
     """
     with temp_working_copy(src, prefix="repogym-validate-") as wc:
@@ -150,16 +151,21 @@ def _selection(coverage: CoverageMap | None, lines: dict[str, list[int]], spec: 
     """The tests to run with the change, or None for the whole suite (no map, a change at import time)."""
     if coverage is None or not spec.pytest or not lines or coverage.at_import(lines):
         return None
-    covering = coverage.covering(lines)
-    if not covering:
+    selection = coverage.selection(lines)
+    if not selection:
         raise Rejected("no test executes the changed lines (per the coverage map)")
-    return covering
+    return selection
 
 
 def selected_timeout(coverage: CoverageMap | None, tests: list[str], base: Baseline) -> float:
-    """A run of selected tests that takes 10x what they took in the (slower, traced) coverage run, plus a base
-    run's time for the runner's start, is stuck: a mutation that loops costs seconds, not the suite's timeout."""
-    return max(SELECTED_START_S, base.facts.seconds) + 10 * (coverage.seconds_of(tests) if coverage else 0.0)
+    """A run of selected tests that takes 10x what they would take untraced, plus a base run's time for the
+    runner's start, is stuck: a mutation that loops costs seconds, not the suite's timeout. Untraced: their
+    traced seconds scaled by the base run's time over the traced suite's (tracing slows CPU-bound tests 10-20x)."""
+    if coverage is None:
+        return max(SELECTED_START_S, base.facts.seconds)
+    traced = coverage.seconds_of(tests)
+    slowdown = max(1.0, coverage.traced_seconds() / base.facts.seconds) if base.facts.seconds else 1.0
+    return max(SELECTED_START_S, base.facts.seconds) + 10 * traced / slowdown
 
 
 def _with_change(
@@ -251,8 +257,9 @@ def separate_tests(
     First surgically (the functions, methods or parametrized functions that produce the failing tests); then, as
     long as the task state still has failing tests or modules that no longer collect, the whole modules move
     into tests.diff (their passing tests come back as PASS_TO_PASS). Rejected when that cannot work. ``subset``:
-    run only the touched test files that remain and the test modules that import them (the rest of the suite
-    ran, or behaves as at the base).
+    the run with the change ran every test whose outcome it can alter; the task state then runs only the touched
+    test files that remain and the test modules that import them, and nothing when the removal is local (see
+    ``_removal_is_local``).
     """
     whole: set[str] = set()
     for _ in range(MAX_REPAIRS):
@@ -261,9 +268,10 @@ def separate_tests(
             raise Rejected("the change touches a test file")
         if subset:
             left = [f for f in files if (wc / f).is_file() and f.endswith(".py")]
-            left += importers(wc, files)  # a removal can break the modules that import it
-            if not left:
+            importing = importers(wc, files)  # a removal can break the modules that import it
+            if not left or not importing and _removal_is_local(wc, files, failing):
                 return files
+            left += importing
             run = _run(spec, wc, timeout_s, left)
             if not _selection_ran(run, base):
                 run = _run(spec, wc, timeout_s)
@@ -278,6 +286,33 @@ def separate_tests(
         git(["checkout", "-q", "HEAD", "--", *files], cwd=wc)  # the base's test files, then remove anew
         whole |= more
     raise Rejected(f"the task state fails without the feature's tests: {', '.join(sorted(problems)[:5])}")
+
+
+def _removal_is_local(wc: Path, files: list[str], failing: list[str]) -> bool:
+    """Whether removing the failing test functions can change nothing but their own outcomes: each file lost only
+    functions (no whole module moved), still compiles, and names none of them anywhere else (a helper another test
+    calls, a base class, an alias); no other module imports it (checked by the caller). Then every test left in the
+    task state behaves as it did with the change, where the selected run saw it pass: it needs no run of its own."""
+    if not all((wc / rel).is_file() and rel.endswith(".py") for rel in files):
+        return False
+    removed: dict[str, set[str]] = {}
+    for tid in failing:
+        rel, _classes, func = test_location(wc, tid)
+        removed.setdefault(rel, set()).add(func)
+    for rel in files:
+        path = wc / rel
+        if rel not in removed:
+            return False
+        try:
+            tree = ast.parse(path.read_bytes(), rel)
+            compile(tree, rel, "exec")
+        except (SyntaxError, ValueError):
+            return False
+        for node in ast.walk(tree):
+            name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+            if name in removed[rel]:
+                return False
+    return True
 
 
 def _task_state_problems(run: TestRun, base: Baseline) -> set[str]:

@@ -5,6 +5,10 @@ validation run only the tests that execute a candidate's changed lines. A line-t
 library's ``sys.settrace``; no plugin in the project's environment) records, per test, the lines of the
 project's own files run while that test's setup, call and teardown run; lines run outside any test (imports,
 collection, class bodies, module bodies) are import-time lines, whose change can reach every test.
+
+Some tests run code the tracer cannot see, or run different code each time: those that start a process (the
+code runs in the child: a CLI test) and property-based ones (hypothesis draws new examples each run). They are
+opaque, and validation runs them with every candidate.
 """
 
 from __future__ import annotations
@@ -18,16 +22,22 @@ from repogym.environment import EnvSpec, open_env_sandbox
 from repogym.progress import stage
 from repogym.repo import RepoSource, cache_dir, temp_working_copy
 
-FORMAT = 1  # in the cache file's name: a new probe records the map anew
+FORMAT = 2  # in the cache file's name: a new probe records the map anew
 
 _PROBE = r"""
 import json, os, sys, threading, time
 import pytest
 
 root = os.getcwd() + os.sep
-tests, per_test, seconds, at_import = [], [], [], set()
+tests, per_test, seconds, at_import, opaque = [], [], [], set(), []
 current = [None]
+spawned = [False]
 wanted = {}
+SPAWNS = {"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.fork", "os.forkpty", "os.spawn"}
+
+def audit(event, args):
+    if event in SPAWNS and current[0] is not None:
+        spawned[0] = True
 
 def keep(filename):
     hit = wanted.get(filename)
@@ -53,14 +63,18 @@ def trace(frame, event, arg):
 class PerTest:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
-        current[0] = set()
+        current[0], spawned[0] = set(), False
         start = time.perf_counter()
         yield
         seconds.append(round(time.perf_counter() - start, 4))
+        function = getattr(item, "obj", None)
+        if spawned[0] or getattr(function, "is_hypothesis_test", False) or hasattr(function, "hypothesis"):
+            opaque.append(len(tests))
         tests.append(item.nodeid)
         per_test.append(current[0])
         current[0] = None
 
+sys.addaudithook(audit)
 threading.settrace(trace)
 sys.settrace(trace)
 try:
@@ -84,7 +98,8 @@ finally:
     for filename, line in at_import:
         imports.setdefault(filename[len(root):], []).append(line)
     with open(os.environ["REPOGYM_COVERAGE"], "w") as f:
-        json.dump({"tests": tests, "seconds": seconds, "sets": sets, "lines": lines, "import_lines": imports}, f)
+        json.dump({"tests": tests, "seconds": seconds, "sets": sets, "lines": lines, "import_lines": imports,
+                   "opaque": opaque}, f)
 sys.exit(int(code))
 """
 
@@ -98,6 +113,7 @@ class CoverageMap:
     sets: list[list[int]] = field(default_factory=list)  # distinct sets of test indices
     lines: dict[str, dict[int, int]] = field(default_factory=dict)  # file -> line -> index into sets
     import_lines: dict[str, set[int]] = field(default_factory=dict)  # run outside any test, or in a class/module body
+    opaque: list[int] = field(default_factory=list)  # tests whose lines the tracer cannot know (see above)
 
     @classmethod
     def from_json(cls, text: str) -> CoverageMap:
@@ -108,6 +124,7 @@ class CoverageMap:
             sets=[list(s) for s in data["sets"]],
             lines={f: {int(n): int(i) for n, i in by.items()} for f, by in data["lines"].items()},
             import_lines={f: {int(n) for n in ns} for f, ns in data.get("import_lines", {}).items()},
+            opaque=[int(i) for i in data.get("opaque", [])],
         )
 
     def to_json(self) -> str:
@@ -118,6 +135,7 @@ class CoverageMap:
                 "sets": self.sets,
                 "lines": self.lines,
                 "import_lines": {f: sorted(ns) for f, ns in self.import_lines.items()},
+                "opaque": self.opaque,
             }
         )
 
@@ -135,10 +153,19 @@ class CoverageMap:
                     idx.update(self.sets[by_line[n]])
         return [self.tests[i] for i in sorted(idx)]
 
+    def selection(self, lines: dict[str, list[int]]) -> list[str]:
+        """The tests whose outcome a change of ``lines`` may alter: those that execute them, and the opaque ones."""
+        covering, opaque = set(self.covering(lines)), set(self.opaque)
+        return [t for i, t in enumerate(self.tests) if t in covering or i in opaque]
+
     def seconds_of(self, tests: list[str]) -> float:
         """How long ``tests`` took in the traced run (an upper bound of a plain run)."""
         wanted = set(tests)
         return sum(s for t, s in zip(self.tests, self.seconds, strict=False) if t in wanted)
+
+    def traced_seconds(self) -> float:
+        """How long the whole suite's tests took traced: against a plain run's time, the tracer's slowdown."""
+        return sum(self.seconds)
 
     def at_import(self, lines: dict[str, list[int]]) -> bool:
         """Whether any of ``lines`` runs outside a test (at import, in a class or module body): a change there
