@@ -23,15 +23,16 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from repogym import baserun
-from repogym.environment import EnvSpec, open_env_sandbox, run_tests
+from repogym.environment import EnvSpec
 from repogym.errors import RepogymError
 from repogym.executor import Executor, InfrastructureFailure, LocalExecutor
 from repogym.grading import gold_patch, run_solution
 from repogym.project.imports import importers
 from repogym.project.pytest_config import is_test_path
 from repogym.records import CheckOutcome, CheckRecord, ValidatedRecord
-from repogym.repo import GitError, RepoSource, apply_diff, changed_files, temp_working_copy
+from repogym.repo import GitError, RepoSource, apply_diff, changed_files
 from repogym.testresults import TestRun
+from repogym.workspace import close_warm, workspace
 
 T = TypeVar("T")
 Outcome = tuple[TestRun | None, str | None]
@@ -58,18 +59,19 @@ def run_state(
     timeout_s: float,
     excluded: set[str] | None = None,
     select: list[str] | None = None,
+    warm: bool = False,
 ) -> Outcome:
     """Check 1's or 2's run (``select``: only these test files and the test modules that import them), judged
-    without the ``excluded`` tests (the base's known failures and flaky tests). Check 3 runs through the grader
-    (``grading.run_solution``), the same path as every agent's grade."""
-    with temp_working_copy(src, prefix="repogym-check-") as wc:
-        reason = _state(wc, rec, tests)
+    without the ``excluded`` tests (the base's known failures and flaky tests); ``warm``: in this thread's kept
+    working copy (see workspace.py). Check 3 runs through the grader (``grading.run_solution``), the same path as
+    every agent's grade."""
+    with workspace(src, spec, warm, prefix="repogym-check-") as ws:
+        reason = _state(ws.wc, rec, tests)
         if reason:
             return None, reason
         if select is not None:
-            select = select + importers(wc, select)  # a module that imports a test module runs what it adds
-        with open_env_sandbox(spec, wc) as sb:
-            return run_tests(spec, sb, timeout_s, select=select).without(excluded or set()), None
+            select = select + importers(ws.wc, select)  # a module that imports a test module runs what it adds
+        return ws.run(timeout_s, select).without(excluded or set()), None
 
 
 def touched_test_files(rec: ValidatedRecord) -> list[str] | None:
@@ -81,15 +83,21 @@ def touched_test_files(rec: ValidatedRecord) -> list[str] | None:
 
 
 def _tests_fail_run(
-    src: RepoSource, spec: EnvSpec, rec: ValidatedRecord, timeout_s: float, excluded: set[str], select: bool
+    src: RepoSource,
+    spec: EnvSpec,
+    rec: ValidatedRecord,
+    timeout_s: float,
+    excluded: set[str],
+    select: bool,
+    warm: bool = False,
 ) -> Outcome:
     """Check 2's run: the test files tests.diff touches, or the whole suite when they cannot run alone."""
     files = touched_test_files(rec) if select and spec.pytest else None
     if files is not None:
-        run, reason = run_state(src, spec, rec, True, timeout_s, excluded, select=files)
+        run, reason = run_state(src, spec, rec, True, timeout_s, excluded, select=files, warm=warm)
         if reason or run is None or run.timed_out or (run.outcomes and run.exit_code not in (3, 4, 5)):
             return run, reason
-    return run_state(src, spec, rec, tests=True, timeout_s=timeout_s, excluded=excluded)
+    return run_state(src, spec, rec, tests=True, timeout_s=timeout_s, excluded=excluded, warm=warm)
 
 
 class _Runs(Generic[T]):
@@ -135,9 +143,13 @@ def check_task(
     reruns: int = 0,
     select: bool = True,
     parallel: bool = False,
+    warm: bool = False,
 ) -> CheckRecord:
-    """Run the three checks (plus reruns of 1 and 3) and say why a task fails, in words a person can act on."""
+    """Run the three checks (plus reruns of 1 and 3) and say why a task fails, in words a person can act on.
+    ``warm``: checks 1 and 2 run in this thread's kept working copy (not with ``parallel``, whose threads are
+    the task's own)."""
     out = CheckRecord(task_id=rec.task_id, ok=False)
+    warm = warm and not parallel
     excluded = spec.base.excluded() if spec.base else set()
     try:
         gold: str | None = gold_patch(src, rec)
@@ -150,8 +162,8 @@ def check_task(
 
     runs: _Runs[Outcome] = _Runs(
         {
-            "task_state": lambda: run_state(src, spec, rec, tests=False, timeout_s=timeout_s, excluded=excluded),
-            "tests_fail": lambda: _tests_fail_run(src, spec, rec, timeout_s, excluded, select),
+            "task_state": lambda: run_state(src, spec, rec, False, timeout_s, excluded, warm=warm),
+            "tests_fail": lambda: _tests_fail_run(src, spec, rec, timeout_s, excluded, select, warm),
             "gold_passes": solution,
         },
         parallel,
@@ -159,7 +171,8 @@ def check_task(
     try:
         first = _checks_1_and_2(runs, spec, out)
         if first is not None:
-            _check_3(runs, solution, first, lambda: run_state(src, spec, rec, False, timeout_s, excluded), reruns, out)
+            rerun = functools.partial(run_state, src, spec, rec, False, timeout_s, excluded, warm=warm)
+            _check_3(runs, solution, first, rerun, reruns, out)
     finally:
         runs.close()
     return out
@@ -275,16 +288,22 @@ def check_many(
     on_done: Callable[[CheckRecord], None],
     executor: Executor[ValidatedRecord, CheckRecord] | None = None,
     select: bool = True,
+    warm: bool = True,
 ) -> None:
     """Check records in parallel (threads here, or the executor's units: Ray tasks); ``on_done`` receives each
     result as it completes, in the calling thread. A unit whose worker died every time is a failed record. With
-    more local workers than tasks, a task's three runs start together."""
+    more local workers than tasks, a task's three runs start together; otherwise, with ``warm``, each worker's
+    checks 1 and 2 run in its kept working copy (see workspace.py)."""
     run = executor or LocalExecutor(workers)
     parallel = executor is None and workers > len(records)
     unit = functools.partial(
-        _safe_check, resolve=resolve, timeout_s=timeout_s, reruns=reruns, select=select, parallel=parallel
-    )
-    run.run(unit, records, lambda rec, res: on_done(res if isinstance(res, CheckRecord) else _failed(rec, res)))
+        _safe_check, resolve=resolve, timeout_s=timeout_s, reruns=reruns, select=select, parallel=parallel,
+        warm=warm,
+    )  # fmt: skip
+    try:
+        run.run(unit, records, lambda rec, res: on_done(res if isinstance(res, CheckRecord) else _failed(rec, res)))
+    finally:
+        close_warm()
 
 
 def _failed(rec: ValidatedRecord, failure: InfrastructureFailure) -> CheckRecord:
@@ -298,10 +317,12 @@ def _safe_check(
     reruns: int,
     select: bool = True,
     parallel: bool = False,
+    warm: bool = False,
 ) -> CheckRecord:
     """A task whose repository or environment cannot be opened is a failed record, not a crashed batch."""
     try:
         src, spec = resolve(rec)
-        return check_task(rec, src, baserun.ensure(src, spec, timeout_s), timeout_s, reruns, select, parallel)
+        base = baserun.ensure(src, spec, timeout_s)
+        return check_task(rec, src, base, timeout_s, reruns, select, parallel, warm)
     except RepogymError as e:
         return CheckRecord(task_id=rec.task_id, ok=False, reason=str(e))

@@ -319,8 +319,12 @@ def _build_image(spec: EnvSpec, repo_dir: Path, dockerfile: Path | None, say: Ca
     return spec.model_copy(update={"image": image, "dockerfile": text})
 
 
-def open_env_sandbox(spec: EnvSpec, wc: Path, limits: Limits | None = None, session: bool = False) -> Sandbox:
-    """A sandbox over working copy ``wc`` with the environment's interpreter first on PATH."""
+def open_env_sandbox(
+    spec: EnvSpec, wc: Path, limits: Limits | None = None, session: bool = False, warm: bool = False
+) -> Sandbox:
+    """A sandbox over working copy ``wc`` with the environment's interpreter first on PATH; ``warm``: its test
+    runs fork from a server that has imported pytest (see sandbox/session_server.py), where the backend has
+    sessions and the suite is pytest's."""
     env = dict(TEST_ENV)
     if spec.venv:
         env["PATH"] = f"{spec.venv}/bin:/usr/local/bin:/usr/bin:/bin"
@@ -333,7 +337,10 @@ def open_env_sandbox(spec: EnvSpec, wc: Path, limits: Limits | None = None, sess
         env["PYTHONPATH"] = f"{root}:{root / 'src'}"
     binds = {spec.venv: spec.venv} if spec.venv and spec.backend == "bwrap" else None
     env_venv.place_overlay(spec, wc)
-    return open_sandbox(spec.backend, wc, image=spec.image, env=env, ro_binds=binds, limits=limits, session=session)
+    sb = open_sandbox(spec.backend, wc, image=spec.image, env=env, ro_binds=binds, limits=limits, session=session)
+    if warm and spec.pytest and spec.backend != "process":
+        sb.warm_pytest(f"{spec.venv}/bin/python3" if spec.venv else "python3")
+    return sb
 
 
 MAX_SELECTION_CHARS = 60_000  # one shell argument holds 128 KiB: past this, select whole files
@@ -364,7 +371,10 @@ def run_tests(
     if select is not None and spec.pytest:
         test_command = f"{test_command} {shlex.join(selection_args(select))}"
     cmd = f"{spec.setup_command} && {test_command}" if spec.setup_command else test_command
-    r = sandbox.exec(cmd, env=env, timeout_s=timeout_s, max_output_bytes=max_output_bytes)
+    args = _plain_pytest_args(spec, junit_inside, select)
+    r = sandbox.run_pytest(args, env=env, timeout_s=timeout_s, max_output_bytes=max_output_bytes) if args else None
+    if r is None:
+        r = sandbox.exec(cmd, env=env, timeout_s=timeout_s, max_output_bytes=max_output_bytes)
     run = TestRun(exit_code=r.exit_code, timed_out=r.timed_out, seconds=r.seconds, output=r.stdout + r.stderr)
     if junit_host.exists():
         try:
@@ -378,6 +388,15 @@ def run_tests(
         run.note = "the suite wrote no JUnit XML; judged by exit code"
     run.source = "exit-code"
     return run
+
+
+def _plain_pytest_args(spec: EnvSpec, junit: str, select: list[str] | None) -> list[str] | None:
+    """The arguments of ``python3 -m pytest`` that the test command runs, or None when it is more than that (a
+    person's own command, a setup step): only a plain pytest run can fork from a warm server."""
+    words = shlex.split(spec.run_command)
+    if not spec.pytest or spec.setup_command or words[:3] != shlex.split(PYTEST)[:3] or spec.junit_args != JUNIT_ARGS:
+        return None
+    return [*words[3:], f"--junitxml={junit}", *(selection_args(select) if select is not None else [])]
 
 
 def prepare(

@@ -20,7 +20,7 @@ from typing import Any
 from repogym import baserun, describe, patches, testresults
 from repogym.agents.external import ExternalAgentConfig, external_trajectory
 from repogym.agents.loop import AgentConfig, Trajectory, run_agent
-from repogym.environment import BaseRun, EnvSpec, open_env_sandbox, run_tests
+from repogym.environment import BaseRun, EnvSpec, open_env_sandbox
 from repogym.errors import PatchError, RepogymError
 from repogym.executor import Executor, InfrastructureFailure, LocalExecutor
 from repogym.llm import LLM, ModelConfig
@@ -30,6 +30,7 @@ from repogym.records import RejectedRecord, TaskRecord, ValidatedRecord, append_
 from repogym.repo import RepoSource, changed_files, commit_all, diff, git, temp_working_copy
 from repogym.synth.coverage import CoverageMap
 from repogym.testresults import TestRun
+from repogym.workspace import Workspace, close_warm, workspace
 
 COLLECTION_ERROR_CODES = (2, 3, 4, 5)  # pytest: interrupted, internal error, usage error, no tests collected
 KILLED_CODES = (-9, 137)  # SIGKILL: the sandbox's memory or process limit
@@ -80,6 +81,7 @@ def validate_auto(
     max_fail_fraction: float = 0.5,
     coverage: CoverageMap | None = None,
     writer: IssueWriter | None = None,
+    warm: bool = False,
 ) -> ValidatedRecord:
     """Validate one candidate without an LLM; raises Rejected with the reason when it cannot be a task. With a
     ``writer``, the description is an issue a model wrote from the failures (the template otherwise).
@@ -88,18 +90,20 @@ def validate_auto(
     change (and the opaque ones, see synth/coverage.py), and only the test files the task moves run in the task
     state, when removing the failing tests can break anything but themselves: a test that executes no changed
     line behaves as at the base. A change to lines run at import, or a selection the runner cannot take, runs the
-    whole suite; checks 1 and 3 run the whole suite of every task that survives.
+    whole suite; checks 1 and 3 run the whole suite of every task that survives. ``warm``: in this thread's kept
+    working copy, whose runs fork from a server that has imported pytest (see workspace.py).
     """
-    with temp_working_copy(src, prefix="repogym-validate-") as wc:
+    with workspace(src, spec, warm) as ws:
+        wc = ws.wc
         try:
             changed = patches.apply(patches.parse(task.patches), wc).files
         except PatchError as e:
             raise Rejected(f"the candidate's patch does not apply: {e}") from e
         _mark_changed(wc, changed)
         selection = _selection(coverage, task.lines or changed_lines(wc), spec)
-        run, failing, selected = _with_change(spec, wc, base, timeout_s, max_fail_fraction, selection, coverage)
+        run, failing, selected = _with_change(ws, base, timeout_s, max_fail_fraction, selection, coverage)
         source_files = _changed(wc)
-        test_files = separate_tests(wc, spec, base, failing, source_files, timeout_s, subset=selected)
+        test_files = separate_tests(ws, base, failing, source_files, timeout_s, subset=selected)
         src_diff = diff(wc, src.commit_sha)
         if not set(changed) <= set(changed_files(src_diff)):
             raise Rejected(f"the source change is missing from src.diff (files {', '.join(changed)})")
@@ -169,8 +173,7 @@ def selected_timeout(coverage: CoverageMap | None, tests: list[str], base: Basel
 
 
 def _with_change(
-    spec: EnvSpec,
-    wc: Path,
+    ws: Workspace,
     base: Baseline,
     timeout_s: float,
     max_fail_fraction: float,
@@ -180,10 +183,10 @@ def _with_change(
     """(the run with the change, the tests it makes fail, whether only a selection ran)."""
     if selection is not None:
         limit = min(timeout_s, selected_timeout(coverage, selection, base))
-        run = _run(spec, wc, limit, selection)
+        run = ws.run(limit, selection)
         if _selection_ran(run, base):
             return run, _failing(run, base, limit, max_fail_fraction), True
-    run = _run(spec, wc, timeout_s)
+    run = ws.run(timeout_s)
     return run, _failing(run, base, timeout_s, max_fail_fraction), False
 
 
@@ -218,11 +221,6 @@ def _mark_changed(wc: Path, files: list[str]) -> None:
         os.utime(wc / rel, ns=(later, later))
 
 
-def _run(spec: EnvSpec, wc: Path, timeout_s: float, select: list[str] | None = None) -> TestRun:
-    with open_env_sandbox(spec, wc) as sb:
-        return run_tests(spec, sb, timeout_s, select=select)
-
-
 def _failing(run: TestRun, base: Baseline, timeout_s: float, max_fail_fraction: float) -> list[str]:
     """The base-passing tests that the change makes fail; Rejected when there are none or too many."""
     if run.timed_out:
@@ -243,8 +241,7 @@ def _failing(run: TestRun, base: Baseline, timeout_s: float, max_fail_fraction: 
 
 
 def separate_tests(
-    wc: Path,
-    spec: EnvSpec,
+    ws: Workspace,
     base: Baseline,
     failing: list[str],
     source_files: list[str],
@@ -261,7 +258,7 @@ def separate_tests(
     test files that remain and the test modules that import them, and nothing when the removal is local (see
     ``_removal_is_local``).
     """
-    whole: set[str] = set()
+    wc, whole = ws.wc, set[str]()
     for _ in range(MAX_REPAIRS):
         files = remove_tests(wc, failing, whole)
         if set(source_files) & set(files):
@@ -272,11 +269,11 @@ def separate_tests(
             if not left or not importing and _removal_is_local(wc, files, failing):
                 return files
             left += importing
-            run = _run(spec, wc, timeout_s, left)
+            run = ws.run(timeout_s, left)
             if not _selection_ran(run, base):
-                run = _run(spec, wc, timeout_s)
+                run = ws.run(timeout_s)
         else:
-            run = _run(spec, wc, timeout_s)
+            run = ws.run(timeout_s)
         problems = _task_state_problems(run, base)
         if not problems:
             return files
@@ -550,8 +547,10 @@ class CandidateValidator:
         max_fail_fraction: float = 0.5,
         coverage: CoverageMap | None = None,
         writer: IssueWriter | None = None,
+        warm: bool = True,
     ) -> None:
         self.src, self.spec, self.runner, self.tips = src, spec, runner, tips
+        self.warm = warm
         self.base = Baseline(spec)
         self.timeout_s = timeout_s or self.base.timeout()
         self.max_fail_fraction = max_fail_fraction
@@ -563,7 +562,7 @@ class CandidateValidator:
                 return validate_with_agent(task, self.src, self.spec, self.runner, self.tips)[0]
             return validate_auto(
                 task, self.src, self.spec, self.base, self.timeout_s, self.max_fail_fraction, self.coverage,
-                self.writer,
+                self.writer, self.warm,
             )  # fmt: skip
         except Rejected as e:
             return RejectedRecord(task_id=task.task_id, strategy=task.strategy, reason=str(e))
@@ -594,5 +593,8 @@ def validate_many(
         if on_done:
             on_done(res)
 
-    (executor or LocalExecutor(workers)).run(validator, todo, record)
+    try:
+        (executor or LocalExecutor(workers)).run(validator, todo, record)
+    finally:
+        close_warm()
     return out

@@ -203,6 +203,8 @@ class Sandbox(ABC):
         # One long-lived sandbox serving every command (see session.py), where the backend offers one.
         self.session = session
         self._session: Session | None = None
+        # The interpreter of a warm pytest session (set by warm_pytest()); None: sessions run commands only.
+        self.pytest_python: str | None = None
 
     def __enter__(self) -> Sandbox:
         return self
@@ -230,18 +232,62 @@ class Sandbox(ABC):
         raise SandboxError(f"the {self.name} backend has no sessions")
 
     def _session_exec(
-        self, argv: list[str], cwd: str, env: dict[str, str], timeout_s: float, max_output_bytes: int
+        self,
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str],
+        timeout_s: float,
+        max_output_bytes: int,
+        pytest_args: list[str] | None = None,
     ) -> ExecResult:
         """Run a command through the session, starting (or restarting) the session when it is not running."""
-        if self._session is None or not self._session.alive:
-            self._session = Session(self._session_argv())
-        result = ExecResult(**self._session.run(argv, cwd, env, timeout_s, max_output_bytes))
+        session = self._live_session()
+        result = ExecResult(**session.run(argv, cwd, env, timeout_s, max_output_bytes, pytest_args))
         if result.limit == "disk":
             result.limit = self.over_disk() or f"disk limit ({human(self.limits.disk_bytes)}) passed"
         return result
 
+    def _live_session(self) -> Session:
+        if self._session is None or not self._session.alive:
+            self._session = Session(self._session_argv())
+        return self._session
+
     def session_server(self, python: str, tmp: str) -> list[str]:
+        if self.pytest_python:
+            return Session.server_args(self.pytest_python, self.limits.disk_bytes, [REPO, tmp], pytest=True)
         return Session.server_args(python, self.limits.disk_bytes, [REPO, tmp])
+
+    def warm_pytest(self, python: str) -> None:
+        """Serve this sandbox's commands from a session whose server, run by ``python`` (the environment's), has
+        imported pytest: ``run_pytest`` then costs a fork instead of an interpreter's start and pytest's import."""
+        if self._session is not None:
+            raise SandboxError("warm_pytest() must come before the sandbox's first command")
+        self.session, self.pytest_python = True, python
+
+    def run_pytest(
+        self,
+        args: list[str],
+        cwd: str = REPO,
+        env: Mapping[str, str] | None = None,
+        timeout_s: float = DEFAULT_TIMEOUT_S,
+        max_output_bytes: int = DEFAULT_MAX_OUTPUT,
+    ) -> ExecResult | None:
+        """``python -m pytest ARGS`` in a forked child of the warm server, under ``exec``'s contract; None when
+        this sandbox has no warm server (the caller runs the command instead)."""
+        if self.pytest_python is None or self.closed:
+            return None
+        if not self._live_session().warm_pytest:
+            return None
+        full_env = self.command_env(env)
+        before = self._cgroup.counters() if self._cgroup else (0, 0)
+        result = self._session_exec([], cwd, full_env, timeout_s, max_output_bytes, pytest_args=args)
+        result.limit = result.limit or self._limit_after(before, result)
+        return result
+
+    def command_env(self, env: Mapping[str, str] | None = None) -> dict[str, str]:
+        """What a command sees: HOME and TMPDIR in the private /tmp, the sandbox's environment, then ``env``."""
+        full = {"HOME": self.tmp_inside, "TMPDIR": self.tmp_inside, "LANG": "C.UTF-8"}
+        return {**full, **self.base_env, **(env or {})}
 
     def over_disk(self) -> str:
         """The disk limit's reason when the working copy and /tmp hold more than it allows, else ''."""
@@ -281,8 +327,7 @@ class Sandbox(ABC):
         if self.closed or not self.repo_dir.is_dir():
             raise SandboxDied(f"the {self.name} sandbox for {self.repo_dir} is closed or its working copy is gone")
         argv = ["/bin/sh", "-c", cmd] if isinstance(cmd, str) else list(cmd)
-        full_env = {"HOME": self.tmp_inside, "TMPDIR": self.tmp_inside, "LANG": "C.UTF-8", **self.base_env}
-        full_env.update(env or {})
+        full_env = self.command_env(env)
         before = self._cgroup.counters() if self._cgroup else (0, 0)
         result = self._run(argv, cwd, full_env, timeout_s, max_output_bytes)
         result.limit = result.limit or self._limit_after(before, result)

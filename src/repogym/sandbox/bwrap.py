@@ -20,6 +20,7 @@ ETC_SECRETS = (
     "apt/auth.conf", "apt/auth.conf.d", "pip.conf", "netrc", "docker", "containers/auth.json", "credstore",
     "credstore.encrypted", "krb5.keytab", "machine-id",
 )  # fmt: skip
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 # Inside the sandbox the user is nobody; host files keep their owner (the id repogym runs as).
 SANDBOX_UID = "65534"
 
@@ -100,13 +101,17 @@ class BwrapSandbox(Sandbox):
     def _session_argv(self) -> list[str]:
         # The server runs on the interpreter repogym's environments are made from, which system_binds() binds.
         python = os.path.realpath(getattr(sys, "_base_executable", sys.executable))
-        argv = [*self._prefix, "--clearenv", "--chdir", "/", "--", *self.session_server(python, "/tmp")]
+        argv = [*self._prefix, "--clearenv", "--chdir", "/"]
+        if self.pytest_python:  # a warm server starts as a command would: its children inherit how it started
+            for k, v in {"PATH": DEFAULT_PATH, **self.command_env()}.items():
+                argv += ["--setenv", k, v]
+        argv += ["--", *self.session_server(python, "/tmp")]
         return wrap(argv, self.limits, self.cgroup())
 
     def _run(
         self, argv: list[str], cwd: str, env: dict[str, str], timeout_s: float, max_output_bytes: int
     ) -> ExecResult:
-        path = env.get("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        path = env.get("PATH", DEFAULT_PATH)
         if self.session:
             return self._session_exec(argv, cwd, {**env, "PATH": path}, timeout_s, max_output_bytes)
         full = [*self._prefix, "--clearenv", "--chdir", cwd]

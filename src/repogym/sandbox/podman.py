@@ -91,6 +91,9 @@ class ContainerSandbox(Sandbox):
     def _session_argv(self) -> list[str]:
         """One container for the whole session: the image's python3 runs the command server (stdin attached)."""
         extra = ["-i", "--name", self._session_name, "-v", f"{self.tmp_dir}:/tmp:rw"]
+        if self.pytest_python:  # a warm server starts as a command would: its children inherit how it started
+            for k, v in self.command_env().items():
+                extra += ["-e", f"{k}={v}"]
         return [*self.run_argv(extra), self.image, *self.session_server("python3", "/tmp")]
 
     def close(self) -> None:

@@ -33,20 +33,33 @@ class Session:
             argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
         )
         self._buf = b""
-        if self._line(START_TIMEOUT_S) != b"ready":
+        ready = self._line(START_TIMEOUT_S)
+        if ready not in (b"ready", b"ready pytest"):
             self.close()
             raise SandboxDied("the sandbox session did not start (no Python inside, or the sandbox failed)")
+        self.warm_pytest = ready == b"ready pytest"  # the server forks pytest runs (see session_server.py)
 
     @staticmethod
-    def server_args(python: str, disk_bytes: int, roots: list[str]) -> list[str]:
-        return [python, "-I", "-S", "-c", SERVER, str(disk_bytes), *roots]
+    def server_args(python: str, disk_bytes: int, roots: list[str], pytest: bool = False) -> list[str]:
+        """The server's command line: isolated (-I -S) on any Python; with ``pytest``, on the environment's own
+        interpreter with its site-packages, to import pytest once."""
+        head = [python, "-c", SERVER, "--pytest"] if pytest else [python, "-I", "-S", "-c", SERVER]
+        return [*head, str(disk_bytes), *roots]
 
     def run(
-        self, argv: list[str], cwd: str, env: dict[str, str], timeout_s: float, max_output_bytes: int
+        self,
+        argv: list[str],
+        cwd: str,
+        env: dict[str, str],
+        timeout_s: float,
+        max_output_bytes: int,
+        pytest_args: list[str] | None = None,
     ) -> dict[str, Any]:
-        """Run one command: the server's reply (ExecResult's fields), or a timed-out reply when the server stays
-        silent past the command's timeout (the session is then closed). Raises SandboxDied when it is gone."""
-        req = {"argv": argv, "cwd": cwd, "env": env, "timeout_s": timeout_s, "max_output_bytes": max_output_bytes}
+        """Run one command (with ``pytest_args``: ``pytest.main`` of them in a forked child of a warm server): the
+        server's reply (ExecResult's fields), or a timed-out reply when the server stays silent past the
+        command's timeout (the session is then closed). Raises SandboxDied when it is gone."""
+        req: dict[str, Any] = {"cwd": cwd, "env": env, "timeout_s": timeout_s, "max_output_bytes": max_output_bytes}
+        req.update({"pytest": pytest_args} if pytest_args is not None else {"argv": argv})
         start = time.monotonic()
         try:
             assert self.proc.stdin is not None

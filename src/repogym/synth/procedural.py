@@ -8,7 +8,7 @@ import hashlib
 import math
 import random
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +17,7 @@ from repogym.project.pytest_config import is_test_path
 from repogym.records import TaskRecord, task_id
 from repogym.repo import RepoSource
 from repogym.synth.coverage import CoverageMap
-from repogym.synth.transforms import FUNCTION_TRANSFORMS, Edit, edits, first_line, functions, valid
+from repogym.synth.transforms import FUNCTION_TRANSFORMS, Edit, changed_range, edits, first_line, functions, valid
 
 # Folders and top-level modules that hold no importable project code.
 NOT_SOURCE = {
@@ -151,7 +151,7 @@ def _body_starts(tree: ast.Module) -> dict[int, int]:
 def aim_lines(text: str, edit: Edit, bodies: dict[int, int]) -> tuple[int, ...]:
     """The base lines an edit replaces (an insertion: the lines around it); a function transform's signature
     lines stand for the function's body. Class transforms keep their own lines (they change the class at import)."""
-    start, end, _ = _changed_range(text, edit.content)
+    start, end, _ = changed_range(text, edit.content)
     lines = list(range(start + 1, end + 1)) or [start, start + 1]
     if edit.transform in BLOCK_REMOVALS and len(lines) > 1:
         lines = lines[1:]  # the header runs whenever the block is reached; the body must run for a removal to tell
@@ -206,7 +206,7 @@ def _tier(covering: int | None, total: int) -> int:
 
 def to_record(c: Candidate, wc: Path, src: RepoSource, task_id: str, files: list[str]) -> TaskRecord:
     old = (wc / c.path).read_text()
-    start, end, new_lines = _changed_range(old, c.edit.content)
+    start, end, new_lines = changed_range(old, c.edit.content)
     block = block_for_edit(c.path, old, start, end, new_lines)
     return TaskRecord(
         task_id=task_id,
@@ -236,28 +236,6 @@ def template_description(places: list[tuple[str, str]]) -> str:
         f"{what} and the test suite expect. "
         "Find what is wrong and restore the expected behaviour without changing the tests."
     )
-
-
-def _changed_range(old: str, new: str) -> tuple[int, int, list[str]]:
-    """(first changed line, end of the changed lines of ``old``, their new lines), 0-based: the longest equal
-    runs of leading and trailing lines, each found by bisection (slices compare in C; files can be long)."""
-    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
-    limit = min(len(a), len(b))
-    lo = _longest(lambda k: a[:k] == b[:k], limit)
-    hi = _longest(lambda k: a[len(a) - k :] == b[len(b) - k :], limit - lo)
-    return lo, len(a) - hi, b[lo : len(b) - hi]
-
-
-def _longest(equal: Callable[[int], bool], limit: int) -> int:
-    """The largest k <= limit with equal(k), for a property that holds up to some k and not beyond."""
-    lo, hi = 0, limit
-    while lo < hi:
-        mid = (lo + hi + 1) // 2
-        if equal(mid):
-            lo = mid
-        else:
-            hi = mid - 1
-    return lo
 
 
 def synthesize(

@@ -158,11 +158,30 @@ _LOOPS = (ast.For, ast.AsyncFor, ast.While)
 _JUMPS = (ast.Return, ast.Raise, ast.Break, ast.Continue)
 
 
+_SCOPES = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Lambda)
+
+
+def _scope_nodes(node: ast.AST) -> Iterator[ast.AST]:
+    """The nodes of a statement that act in its own scope: not the body of a function, class or lambda it
+    defines (that runs later, in a scope of its own), nor a comprehension's variables (they do not leak)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        yield n
+        if isinstance(n, _SCOPES):
+            stack.extend(getattr(n, "decorator_list", []))
+        elif isinstance(n, ast.comprehension):
+            stack.extend([n.iter, *n.ifs])
+        else:
+            stack.extend(ast.iter_child_nodes(n))
+
+
 def _stored(node: ast.AST) -> set[str]:
-    """Names and attribute paths (``self.x``) a statement assigns."""
-    return {
+    """Names and attribute paths (``self.x``) a statement assigns; a definition assigns its name."""
+    defined = {node.name} if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef) else set()
+    return defined | {
         ast.unparse(n)
-        for n in ast.walk(node)
+        for n in _scope_nodes(node)
         if isinstance(n, ast.Name | ast.Attribute) and isinstance(n.ctx, ast.Store)
     }
 
@@ -171,22 +190,16 @@ def _loaded(node: ast.AST) -> set[str]:
     """Names and attribute paths a statement reads."""
     return {
         ast.unparse(n)
-        for n in ast.walk(node)
+        for n in _scope_nodes(node)
         if isinstance(n, ast.Name | ast.Attribute) and isinstance(n.ctx, ast.Load)
     }
 
 
-def _while_names(func: ast.FunctionDef) -> set[str]:
-    """Names the conditions of the function's while loops read: removing their update would loop forever."""
-    return {name for n in expressions(func) if isinstance(n, ast.While) for name in _loaded(n.test)}
-
-
 def remove_kind(kinds: tuple[type, ...]) -> Callable[[Source, ast.FunctionDef], Iterator[str]]:
     def transform(src: Source, func: ast.FunctionDef) -> Iterator[str]:
-        looping = _while_names(func)
         for body in statement_bodies(func):
             for i, s in enumerate(body):
-                if isinstance(s, kinds) and not is_docstring(body, i) and not _stored(s) & looping:
+                if isinstance(s, kinds) and not is_docstring(body, i):
                     new = remove_stmt(src, body, i)
                     if new is not None:
                         yield new
@@ -194,11 +207,19 @@ def remove_kind(kinds: tuple[type, ...]) -> Callable[[Source, ast.FunctionDef], 
     return transform
 
 
+def _locks(node: ast.With) -> bool:
+    """Whether a `with` takes a lock (`with self._lock:`): without it, only code racing another thread tells."""
+    return any("lock" in ast.unparse(item.context_expr).lower() for item in node.items)
+
+
 def remove_wrapper(src: Source, func: ast.FunctionDef) -> Iterator[str]:
-    """Replace a with/try block by its body, dedented to the block's level."""
+    """Replace a with/try block by its body, dedented to the block's level; never a lock's `with` (tests seldom
+    race threads, so no test would notice)."""
     for body in statement_bodies(func):
         for i, s in enumerate(body):
             if not isinstance(s, ast.With | ast.Try) or not owns_lines(src, body, i):
+                continue
+            if isinstance(s, ast.With) and _locks(s):
                 continue
             inner = s.body
             if inner[0].lineno == s.lineno:
@@ -595,14 +616,34 @@ def _plain_call(node: ast.AST) -> TypeGuard[ast.Call]:
     return isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FIXED_ARGUMENTS)
 
 
+def _callee(call: ast.Call) -> str:
+    """The called name: `f` of `f(x)` and of `mod.f(x)`."""
+    f = call.func
+    return f.id if isinstance(f, ast.Name) else f.attr if isinstance(f, ast.Attribute) else ""
+
+
+_UNSEEN_KEYWORDS = ("stacklevel",)  # shapes only how a warning is reported: no test looks
+
+
+def _droppable(node: ast.AST) -> TypeGuard[ast.Call]:
+    """A call whose arguments a person might drop, but not `repeat(x, n)`: without its count it never ends."""
+    return _plain_call(node) and _callee(node) != "repeat"
+
+
+def _droppable_keyword(k: ast.keyword) -> bool:
+    """A named argument whose loss a test would see: not a `timeout` (the call would wait for good) nor one in
+    _UNSEEN_KEYWORDS."""
+    return k.arg is not None and "timeout" not in k.arg and k.arg not in _UNSEEN_KEYWORDS
+
+
 def drop_argument(src: Source, func: ast.FunctionDef) -> Iterator[str]:
     """Drop a call's last keyword argument, or its last positional one when nothing is unpacked after it."""
     for node in expressions(func):
-        if not _plain_call(node):
+        if not _droppable(node):
             continue
-        named = [k for k in node.keywords if k.arg is not None]
+        named = [k for k in node.keywords if _droppable_keyword(k)]
         dropped: list[ast.AST] = [*named[-1:]]
-        if len(node.args) > 1 and not isinstance(node.args[-1], ast.Starred) and len(named) == len(node.keywords):
+        if len(node.args) > 1 and not isinstance(node.args[-1], ast.Starred) and all(k.arg for k in node.keywords):
             dropped.append(node.args[-1])
         for item in dropped:
             new = _without(src, node, item)
@@ -657,6 +698,79 @@ def wrong_exception(src: Source, func: ast.FunctionDef) -> Iterator[str]:
     for node in expressions(func):
         for name in _exception_names(node):
             yield src.replace(*src.span(name), _SIBLING[name.id])
+
+
+# --- loops that must still end -------------------------------------------------------------------------
+
+
+def _endless_iterator(node: ast.expr) -> bool:
+    """`count()`, `cycle(xs)` or `repeat(x)`: an iterator that never ends."""
+    if not isinstance(node, ast.Call):
+        return False
+    name = _callee(node)
+    return name in ("count", "cycle") or (name == "repeat" and len(node.args) + len(node.keywords) == 1)
+
+
+def _leaves(node: ast.If, in_inner_loop: bool) -> bool:
+    """Whether an `if` holds a way out of the loop around it: a `return`, a `raise`, or (not inside an inner
+    loop) a `break`."""
+    if any(isinstance(n, ast.Return | ast.Raise) for n in ast.walk(node)):
+        return True
+    return not in_inner_loop and any(_breaks([*node.body, *node.orelse]))
+
+
+def _exit_tests(body: list[Stmt], in_inner_loop: bool = False) -> Iterator[ast.expr]:
+    """The tests of the `if`s that guard a way out of the loop whose body this is."""
+    for s in body:
+        if isinstance(s, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            continue
+        if isinstance(s, ast.If) and _leaves(s, in_inner_loop):
+            yield s.test
+        for inner in _bodies(s):
+            yield from _exit_tests(inner, in_inner_loop or isinstance(s, _LOOPS))
+
+
+def _receivers(node: ast.AST) -> set[str]:
+    """What a statement's method calls act on (`stack` of `stack.pop()`): such a call updates it."""
+    return {
+        ast.unparse(n.func.value)
+        for n in _scope_nodes(node)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute)
+    }
+
+
+def _updates(loop: ast.stmt, names: set[str]) -> list[Stmt]:
+    """The simple statements of a loop that update ``names``, or what such an update reads (transitively)."""
+    simple: list[Stmt] = [
+        s
+        for body in statement_bodies(loop)
+        for s in body
+        if isinstance(s, ast.Assign | ast.AugAssign | ast.AnnAssign | ast.Expr)
+    ]
+    names, found = set(names), list[Stmt]()
+    while grown := [s for s in simple if s not in found and (_stored(s) | _receivers(s)) & names]:
+        found += grown
+        names |= {name for s in grown for name in _loaded(s)}
+    return found
+
+
+def loop_exit_lines(func: ast.FunctionDef | ast.AsyncFunctionDef) -> set[int]:
+    """Lines that decide whether a loop with no end of its own stops (a `while`, a `for` over an endless
+    iterator): its test, the tests of the `if`s that lead out of it, and the statements that update what these
+    read. A change there can make the suite hang until its timeout rather than fail."""
+    lines: set[int] = set()
+    for node in expressions(func):
+        if isinstance(node, ast.While):
+            tests = [node.test, *_exit_tests(node.body)]
+        elif isinstance(node, ast.For | ast.AsyncFor) and _endless_iterator(node.iter):
+            tests = list(_exit_tests(node.body))
+        else:
+            continue
+        read = {name for t in tests for name in _loaded(t)}
+        deciding: list[ast.expr | ast.stmt] = [*tests, *_updates(node, read)]
+        for n in deciding:
+            lines.update(range(n.lineno, (n.end_lineno or n.lineno) + 1))
+    return lines
 
 
 FUNCTION_TRANSFORMS: dict[str, Callable[[Source, ast.FunctionDef], Iterator[str]]] = {
@@ -734,9 +848,10 @@ def edits(text: str, compiled: bool = True) -> Iterator[Edit]:
     tree = ast.parse(text)
     check = valid if compiled else _plausible
     for qualname, func in functions(tree):
+        exits = loop_exit_lines(func)
         for name, transform in FUNCTION_TRANSFORMS.items():
             for new in transform(src, func):  # type: ignore[arg-type]
-                if check(new, text):
+                if check(new, text) and not (exits and _touches(text, new, exits)):
                     yield Edit(name, qualname, func.lineno, new)
     for node in ast.walk(tree):
         if isinstance(node, ast.ClassDef):
@@ -744,6 +859,34 @@ def edits(text: str, compiled: bool = True) -> Iterator[Edit]:
                 for qual, new in ctransform(src, node):
                     if check(new, text):
                         yield Edit(name, qual, node.lineno, new)
+
+
+def _touches(old: str, new: str, lines: set[int]) -> bool:
+    """Whether ``new`` replaces any of these (1-based) lines of ``old``."""
+    start, end, _ = changed_range(old, new)
+    return any(n in lines for n in range(start + 1, end + 1))
+
+
+def changed_range(old: str, new: str) -> tuple[int, int, list[str]]:
+    """(first changed line, end of the changed lines of ``old``, their new lines), 0-based: the longest equal
+    runs of leading and trailing lines, each found by bisection (slices compare in C; files can be long)."""
+    a, b = old.splitlines(keepends=True), new.splitlines(keepends=True)
+    limit = min(len(a), len(b))
+    lo = _longest(lambda k: a[:k] == b[:k], limit)
+    hi = _longest(lambda k: a[len(a) - k :] == b[len(b) - k :], limit - lo)
+    return lo, len(a) - hi, b[lo : len(b) - hi]
+
+
+def _longest(equal: Callable[[int], bool], limit: int) -> int:
+    """The largest k <= limit with equal(k), for a property that holds up to some k and not beyond."""
+    lo, hi = 0, limit
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if equal(mid):
+            lo = mid
+        else:
+            hi = mid - 1
+    return lo
 
 
 def _plausible(new: str, old: str) -> bool:

@@ -1,0 +1,140 @@
+"""Warm pytest runs: a sandbox session whose server has imported pytest forks each run. Real bwrap sandboxes, a real
+virtualenv, real git; every run is compared with a cold run of the same working copy."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from conftest import make_git_repo
+
+from repogym import baserun
+from repogym.environment import EnvSpec, open_env_sandbox, run_tests
+from repogym.repo import RepoSource, open_repo
+from repogym.sandbox.bwrap import bwrap_available
+from repogym.sandbox.session_server import warm_pytest
+from repogym.workspace import close_warm, workspace
+
+pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
+
+FILES = {
+    "pyproject.toml": """
+        [project]
+        name = "calc"
+        version = "0.1.0"
+        [build-system]
+        requires = ["setuptools>=61"]
+        build-backend = "setuptools.build_meta"
+        [tool.setuptools]
+        packages = ["calc"]
+        """,
+    "calc/__init__.py": "",
+    "calc/ops.py": """
+        def add(a, b):
+            return a + b
+
+
+        def spin():
+            import os
+            if os.environ.get("CALC_SPIN"):
+                while True:
+                    pass
+            return 1
+        """,
+    "tests/test_ops.py": """
+        import os
+        import subprocess
+        import sys
+        import tempfile
+
+        from calc.ops import add, spin
+
+        def test_add():
+            assert add(2, 3) == 5
+
+        def test_spin():
+            assert spin() == 1
+
+        def test_litter():
+            open("left-behind.txt", "w").write("x")
+            open(os.path.join(tempfile.gettempdir(), "left-in-tmp"), "w").write("x")
+            subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
+
+        def test_environment():
+            assert os.environ.get("VIRTUAL_ENV") and sys.argv
+        """,
+}
+
+
+PROCESSES = "import os; print([open(f'/proc/{p}/cmdline').read() for p in os.listdir('/proc') if p.isdigit()])"
+
+
+@pytest.fixture(scope="module")
+def calc(tmp_path_factory: pytest.TempPathFactory) -> tuple[RepoSource, EnvSpec]:
+    root = tmp_path_factory.mktemp("calc")
+    for name, text in FILES.items():
+        (root / "src" / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / "src" / name).write_text(textwrap.dedent(text).lstrip())
+    src = open_repo(make_git_repo(root / "src", root / "calc"))
+    return src, baserun.prepare_with_base(src, "bwrap")
+
+
+def test_a_warm_run_sees_each_change_and_matches_a_cold_run(calc: tuple[RepoSource, EnvSpec]) -> None:
+    src, spec = calc
+    with workspace(src, spec, warm=True) as ws:
+        first = ws.run(60)
+        assert ws.sandbox is not None and ws.sandbox._session is not None and ws.sandbox._session.warm_pytest
+        cold = _cold(spec, ws.wc)
+        assert first.outcomes == cold.outcomes and set(first.passed) == set(cold.passed) and first.exit_code == 0
+        ops = ws.wc / "calc" / "ops.py"
+        ops.write_text(ops.read_text().replace("return a + b", "return a - b"))
+        second = ws.run(60, ["tests/test_ops.py::test_add"])
+        assert second.failed == ["tests.test_ops::test_add"], "the child imported the changed module anew"
+        assert "assert -1 == 5" in second.output
+        assert second.outcomes == _cold(spec, ws.wc, ["tests/test_ops.py::test_add"]).outcomes
+    close_warm()
+
+
+def test_the_next_candidate_finds_nothing_of_the_last(calc: tuple[RepoSource, EnvSpec]) -> None:
+    """A file a test left in the working copy or /tmp, a change, a process it started: all gone at the reset."""
+    src, spec = calc
+    with workspace(src, spec, warm=True) as ws:
+        ops = ws.wc / "calc" / "ops.py"
+        ops.write_text(ops.read_text().replace("return a + b", "return a * b"))
+        ws.run(60, ["tests/test_ops.py::test_litter"])
+        assert (ws.wc / "left-behind.txt").exists() and ws.sandbox is not None
+        assert (ws.sandbox.tmp_dir / "left-in-tmp").exists()
+    with workspace(src, spec, warm=True) as again:
+        assert again.wc == ws.wc, "the same kept working copy"
+        assert not (again.wc / "left-behind.txt").exists() and not (again.sandbox.tmp_dir / "left-in-tmp").exists()
+        assert "return a + b" in (again.wc / "calc" / "ops.py").read_text()
+        procs = again.sandbox.exec(["python3", "-c", PROCESSES], timeout_s=30).stdout
+        assert "python3" in procs and "time.sleep(600)" not in procs, "the process a test started was killed"
+        assert again.run(60).exit_code == 0
+    close_warm()
+
+
+def test_a_looping_run_times_out_and_the_server_serves_the_next(calc: tuple[RepoSource, EnvSpec]) -> None:
+    src, spec = calc
+    with workspace(src, spec, warm=True) as ws:
+        spun = run_tests(spec.model_copy(update={"test_env": {**spec.test_env, "CALC_SPIN": "1"}}), ws.sandbox, 3)
+        assert spun.timed_out
+        after = ws.run(60, ["tests/test_ops.py::test_add"])
+        assert after.passed == ["tests.test_ops::test_add"] and not after.timed_out
+    close_warm()
+
+
+def test_a_server_that_imported_the_project_is_not_warm(tmp_path: Path) -> None:
+    """When importing pytest imports a file of the working copy (the project is pytest, or pluggy), a forked
+    run would test the modules as first imported: the server says so and runs stay cold."""
+    pytest_home = str(Path(pytest.__file__).parent.parent)
+    assert not warm_pytest(pytest_home)
+    assert warm_pytest(str(tmp_path))
+    assert "pytest" in sys.modules
+
+
+def _cold(spec: EnvSpec, wc: Path, select: list[str] | None = None):  # noqa: ANN202 - a TestRun
+    with open_env_sandbox(spec, wc) as sb:
+        return run_tests(spec, sb, 60, select=select)
