@@ -45,9 +45,15 @@ RATES = (
     "checks tasks/min",
     "--no-select",
     "ratio",
+    "check 2 s/task",
+    "--no-select",
+    "before",
+    "ratio to before",
     "checked/min",
     "--no-select",
     "ratio",
+    "before",
+    "ratio to before",
 )
 
 
@@ -105,17 +111,19 @@ def summary_row(name: str, run: Run | str, state: Path) -> list[str]:
 
 
 def rate_row(name: str, runs: dict[str, Run | str]) -> list[str]:
-    now, full = runs.get("now"), runs.get("no-select")
+    now, full, before = runs.get("now"), runs.get("no-select"), runs.get("before")
     if not isinstance(now, Run) or not isinstance(full, Run):
         return [name, *["-"] * (len(RATES) - 1)]
     v = [r.stage_rate("validation", r.candidates) or 0.0 for r in (now, full)]
     c = [r.stage_rate("checks", r.validated) or 0.0 for r in (now, full)]
-    w = [now.per_minute, full.per_minute]
+    c2 = [r.check_seconds("tests_fail") or 0.0 if isinstance(r, Run) else 0.0 for r in (now, full, before)]
+    w = [r.per_minute if isinstance(r, Run) else 0.0 for r in (now, full, before)]
     return [
         name, f"{now.yield_:.0%}", f"{full.yield_:.0%}",
         f"{v[0]:.1f}", f"{v[1]:.1f}", ratio(v[0], v[1]),
         f"{c[0]:.1f}", f"{c[1]:.1f}", ratio(c[0], c[1]),
-        f"{w[0]:.1f}", f"{w[1]:.1f}", ratio(w[0], w[1]),
+        f"{c2[0]:.2f}", f"{c2[1]:.2f}", f"{c2[2]:.2f}", ratio(c2[2], c2[0]),
+        f"{w[0]:.1f}", f"{w[1]:.1f}", ratio(w[0], w[1]), f"{w[2]:.1f}", ratio(w[0], w[2]),
     ]  # fmt: skip
 
 

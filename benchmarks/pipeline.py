@@ -1,4 +1,5 @@
-"""Pipeline throughput on the example project, change-aware (the default) against `--no-select`, in one run:
+"""Pipeline throughput on the example project, change-aware (the default) against `--no-select` (and against
+`--no-select --no-warm`, a fresh interpreter per run), in one run:
 synthesis, validation yield and candidates per minute, checks per minute, and the whole workflow's checked tasks
 per minute (with `--before REF` also that of an earlier commit, run the same way).
 
@@ -42,12 +43,12 @@ def validate_all(
 
 
 def check_all(
-    records: list[ValidatedRecord], src: RepoSource, spec: EnvSpec, workers: int, select: bool
+    records: list[ValidatedRecord], src: RepoSource, spec: EnvSpec, workers: int, select: bool, warm: bool = True
 ) -> tuple[float, list[CheckRecord]]:
     results: list[CheckRecord] = []
     start = time.perf_counter()
     check_many(records, lambda _r: (src, spec), workers=workers, timeout_s=validate.Baseline(spec).timeout(),
-               reruns=0, on_done=results.append, select=select)  # fmt: skip
+               reruns=0, on_done=results.append, select=select, warm=warm)  # fmt: skip
     return time.perf_counter() - start, results
 
 
@@ -76,11 +77,13 @@ def main() -> None:
 
     sel_s, sel = validate_all(tasks, validate.CandidateValidator(src, spec, coverage=coverage), args.workers)
     full_s, full = validate_all(tasks, validate.CandidateValidator(src, spec), args.workers)
+    cold_s, _ = validate_all(tasks, validate.CandidateValidator(src, spec, warm=False), args.workers)
     kept = sorted((v for v in sel if isinstance(v, ValidatedRecord)), key=lambda v: v.task_id)
     lists = {v.task_id: (v.FAIL_TO_PASS, v.PASS_TO_PASS) for v in full if isinstance(v, ValidatedRecord)}
     same = sum(lists.get(v.task_id) == (v.FAIL_TO_PASS, v.PASS_TO_PASS) for v in kept)
     chk_sel_s, chk_sel = check_all(kept, src, spec, args.workers, select=True)
     chk_full_s, chk_full = check_all(kept, src, spec, args.workers, select=False)
+    chk_cold_s, chk_cold = check_all(kept, src, spec, args.workers, select=False, warm=False)
 
     per_kind(console, tasks, sel)
     console.print(
@@ -88,19 +91,26 @@ def main() -> None:
         f"candidates in {synth_s:.1f}s; change-aware and --no-select agree on FAIL_TO_PASS/PASS_TO_PASS of "
         f"{same} of {len(kept)} validated tasks"
     )
-    t = Table("stage", "change-aware", "--no-select", "ratio", title="validation and checks, same candidates")
+    t = Table("stage", "change-aware", "--no-select", "ratio", "--no-select --no-warm", "ratio",
+              title="validation and checks, same candidates")  # fmt: skip
     n_full = sum(isinstance(v, ValidatedRecord) for v in full)
-    t.add_row("validated", f"{len(kept)} of {len(tasks)}", f"{n_full} of {len(tasks)}", "")
-    t.add_row("validation, candidates/min", f"{60 * len(tasks) / sel_s:.1f}", f"{60 * len(tasks) / full_s:.1f}",
-              ratio(full_s, sel_s))  # fmt: skip
-    t.add_row("checks, tasks/min", f"{60 * len(kept) / chk_sel_s:.1f}", f"{60 * len(kept) / chk_full_s:.1f}",
-              ratio(chk_full_s, chk_sel_s))  # fmt: skip
-    c2_sel, c2_full = mean_check(chk_sel, "tests_fail"), mean_check(chk_full, "tests_fail")
-    t.add_row("check 2, seconds per task", f"{c2_sel:.2f}", f"{c2_full:.2f}", ratio(c2_full, c2_sel))
-    t.add_row("pass all checks", str(sum(r.ok for r in chk_sel)), str(sum(r.ok for r in chk_full)), "")
+    t.add_row("validated", f"{len(kept)} of {len(tasks)}", f"{n_full} of {len(tasks)}", "", "", "")
+    t.add_row("validation, candidates/min", *rates(len(tasks), sel_s, full_s, cold_s))
+    t.add_row("checks, tasks/min", *rates(len(kept), chk_sel_s, chk_full_s, chk_cold_s))
+    c2 = [mean_check(c, "tests_fail") for c in (chk_sel, chk_full, chk_cold)]
+    t.add_row("check 2, seconds per task", f"{c2[0]:.2f}", f"{c2[1]:.2f}", ratio(c2[1], c2[0]), f"{c2[2]:.2f}",
+              ratio(c2[2], c2[0]))  # fmt: skip
+    t.add_row("pass all checks", *(str(sum(r.ok for r in c)) for c in (chk_sel, chk_full)), "",
+              str(sum(r.ok for r in chk_cold)), "")  # fmt: skip
     console.print(t)
 
     whole(console, args)
+
+
+def rates(n: int, new_s: float, full_s: float, cold_s: float) -> list[str]:
+    """Per minute: change-aware, --no-select and its ratio, --no-select --no-warm and its ratio."""
+    return [f"{60 * n / new_s:.1f}", f"{60 * n / full_s:.1f}", ratio(full_s, new_s), f"{60 * n / cold_s:.1f}",
+            ratio(cold_s, new_s)]  # fmt: skip
 
 
 def mean_check(results: list[CheckRecord], name: str) -> float:
@@ -129,7 +139,7 @@ def whole(console: Console, args: argparse.Namespace) -> None:
         with source_tree(args.before) as tree:
             forget_runs(EXAMPLE.name)
             runs.append(workflow(f"before ({args.before})", tree, str(EXAMPLE), out / "before", common))
-    for label, extra in (("change-aware", []), ("--no-select", ["--no-select"])):
+    for label, extra in (("change-aware", []), ("--no-select", ["--no-select"]), ("--no-warm", ["--no-warm"])):
         forget_runs(EXAMPLE.name)
         runs.append(workflow(label, ROOT / "src", str(EXAMPLE), out / label.strip("-"), [*common, *extra]))
     first = runs[0]

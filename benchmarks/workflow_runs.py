@@ -31,6 +31,13 @@ class Run:
     checked: int
     seconds: float
     summary: dict[str, Any]  # the workflow's own summary (workflow.log's last `done` line)
+    state: Path
+
+    def check_seconds(self, name: str) -> float | None:
+        """Mean seconds of check ``name`` (tests_fail: check 2) over the run's checked tasks."""
+        secs = [c["seconds"] for r in lines(self.state / "check_results.jsonl") for c in r.get("checks", [])
+                if isinstance(c, dict) and c.get("name") == name and c.get("seconds")]  # fmt: skip
+        return sum(secs) / len(secs) if secs else None
 
     @property
     def stages(self) -> dict[str, float]:
@@ -65,7 +72,7 @@ def source_tree(ref: str | None) -> Iterator[Path]:
             subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(tree)], check=False)
 
 
-def lines(path: Path) -> list[dict[str, object]]:
+def lines(path: Path) -> list[dict[str, Any]]:
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -97,4 +104,5 @@ def workflow(label: str, src_dir: Path, repo: str, state: Path, args: list[str])
         checked=sum(bool(c.get("ok")) for c in lines(state / "check_results.jsonl")),
         seconds=seconds,
         summary=json.loads(done[-1].split(" done ", 1)[1]) if done else {},
+        state=state,
     )

@@ -1,4 +1,6 @@
-"""The three LLM-free checks of a validated task, each in a fresh working copy and sandbox.
+"""The three LLM-free checks of a validated task, each from a working copy at the base: a fresh one and a fresh
+sandbox, or (warm, the default of check_many) checks 1 and 2 in the worker's kept working copy, reset to the base,
+whose runs fork from a server that has imported pytest (workspace.py). Check 3 always runs as an agent's grade does.
 
 Tests that fail, error, are skipped or are flaky at the base (spec.base) are left out of every verdict.
 

@@ -27,7 +27,7 @@ from repogym.llm import LLM, ModelConfig
 from repogym.project.imports import importers
 from repogym.project.pytest_config import is_test_path
 from repogym.records import RejectedRecord, TaskRecord, ValidatedRecord, append_record, existing_ids
-from repogym.repo import RepoSource, changed_files, commit_all, diff, git, temp_working_copy
+from repogym.repo import RepoSource, changed_files, diff, git, temp_working_copy
 from repogym.synth.coverage import CoverageMap
 from repogym.testresults import TestRun
 from repogym.workspace import Workspace, close_warm, workspace
@@ -107,9 +107,12 @@ def validate_auto(
         src_diff = diff(wc, src.commit_sha)
         if not set(changed) <= set(changed_files(src_diff)):
             raise Rejected(f"the source change is missing from src.diff (files {', '.join(changed)})")
-        task_sha = commit_all(wc, f"task state of {task.task_id}")
+        # diff() staged the task state: commit that tree, bring the base's test files back (checkout stages
+        # them), and the staged difference is tests.diff.
+        tree = git(["write-tree"], cwd=wc).strip()
+        task_sha = git(["commit-tree", tree, "-p", src.commit_sha, "-m", f"task state of {task.task_id}"], cwd=wc)
         git(["checkout", "-q", src.commit_sha, "--", *test_files], cwd=wc)
-        tests_diff = diff(wc, task_sha)
+        tests_diff = git(["diff", "--cached", "--binary", task_sha.strip()], cwd=wc)
     passing = set(run.passed) | (base.passing - set(run.outcomes)) if selected else set(run.passed)
     record = ValidatedRecord(
         task_id=task.task_id,

@@ -83,6 +83,7 @@ class WorkflowConfig(BaseModel):
     max_fail_fraction: float = Field(0.5, description="Reject candidates that fail more of the suite than this.")
     force_fresh: bool = Field(False, description="Delete the state files and start over.")
     select: bool = Field(True, description="Change-aware validation and check 2 (off: the whole suite every time).")
+    warm: bool = Field(True, description="Test runs fork from a server that has imported pytest (see workspace.py).")
     describe: str = Field("template", description="Task descriptions: template, or issue (written by --model).")
     combine: int = Field(0, description="Combined candidates (2-4 validated single changes each) to add.")
     executor: str = Field("local", description="Where validations and checks run: local threads or ray.")
@@ -222,7 +223,7 @@ class Workflow:
         coverage = coverage_map(src, spec, self.timeout) if self.cfg.select and runner is None else None
         validator = validate.CandidateValidator(
             src, spec, runner, tips.read_text() if tips and tips.exists() else "", self.timeout,
-            self.cfg.max_fail_fraction, coverage, self._writer(),
+            self.cfg.max_fail_fraction, coverage, self._writer(), self.cfg.warm,
         )  # fmt: skip
         with stage("validating", len(todo)) as advance:
 
@@ -270,7 +271,7 @@ class Workflow:
             check_many(
                 todo, Resolver(self.cfg.backend, self.cfg.repo, spec=spec), workers=self.cfg.workers,
                 timeout_s=self.timeout, reruns=self.cfg.reruns, on_done=on_done, executor=self.executor,
-                select=self.cfg.select,
+                select=self.cfg.select, warm=self.cfg.warm,
             )  # fmt: skip
 
     def summary(self) -> Summary:

@@ -47,6 +47,12 @@ SELECT_OPT = typer.Option(
     help="Run only the tests that execute a change (per the coverage map) and, in check 2, the test files "
     "tests.diff touches; --no-select runs the whole suite every time (for suites whose coverage is unreliable).",
 )
+WARM_OPT = typer.Option(
+    True,
+    "--warm/--no-warm",
+    help="Fork each test run from a sandboxed server that has imported pytest, in one working copy per worker "
+    "(reset between tasks); --no-warm starts a fresh interpreter, sandbox and working copy every time.",
+)
 DESCRIBE_OPT = typer.Option(
     "template",
     "--describe",
@@ -169,6 +175,7 @@ def validate_cmd(
     executor: str = EXECUTOR_OPT,
     ray_address: str | None = RAY_ADDRESS_OPT,
     select: bool = SELECT_OPT,
+    warm: bool = WARM_OPT,
     describe: str = DESCRIBE_OPT,
 ) -> None:
     """Turn task candidates into src.diff + tests.diff by running the suite; resumable (a candidate already
@@ -186,7 +193,7 @@ def validate_cmd(
     verdicts: list[object] = []
     with stage("validating", len(todo)) as advance:
         for records, validator in _validators(todo, repo, pick_backend(backend), runner, tips, timeout,
-                                              max_fail_fraction, select, writer):  # fmt: skip
+                                              max_fail_fraction, select, writer, warm):  # fmt: skip
             verdicts += validate.validate_many(
                 records, validator, output, rejected_path, workers=workers,
                 executor=pick_executor(executor, workers, ray_address), on_done=lambda r: advance(_verdict(r)),
@@ -264,6 +271,7 @@ def _validators(
     mff: float,
     select: bool,
     writer: Any,
+    warm: bool,
 ) -> Any:
     """(candidates, validator) per repository and base commit: the environment, base run and coverage map are
     made once each."""
@@ -278,7 +286,7 @@ def _validators(
         src = open_repo(where, sha, say=say)
         spec = baserun.prepare_with_base(src, backend, say=say)
         coverage = coverage_map(src, spec) if select and runner is None else None
-        yield recs, validate.CandidateValidator(src, spec, runner, tips, timeout, mff, coverage, writer)
+        yield recs, validate.CandidateValidator(src, spec, runner, tips, timeout, mff, coverage, writer, warm)
 
 
 @app.command("check")
@@ -293,6 +301,7 @@ def check_cmd(
     executor: str = EXECUTOR_OPT,
     ray_address: str | None = RAY_ADDRESS_OPT,
     select: bool = SELECT_OPT,
+    warm: bool = WARM_OPT,
 ) -> None:
     """Run the three LLM-free checks on validated tasks, in parallel (check_results.jsonl)."""
     from repogym.check import check_many
@@ -315,7 +324,7 @@ def check_cmd(
 
         check_many(
             todo, resolve, workers=workers, timeout_s=timeout, reruns=reruns, on_done=on_done,
-            executor=pick_executor(executor, workers, ray_address), select=select,
+            executor=pick_executor(executor, workers, ray_address), select=select, warm=warm,
         )  # fmt: skip
     _print_checks(results, len(records) - len(todo))
     if bad or not all(r.ok for r in results):
@@ -372,6 +381,7 @@ def workflow_cmd(
     executor: str = EXECUTOR_OPT,
     ray_address: str | None = RAY_ADDRESS_OPT,
     select: bool = SELECT_OPT,
+    warm: bool = WARM_OPT,
     describe: str = DESCRIBE_OPT,
     combine: int = typer.Option(
         0, "--combine", help="Also make N harder candidates, each 2-4 validated single changes of one package."
@@ -393,7 +403,7 @@ def workflow_cmd(
         agent=agent, agent_binary=agent_binary, env_tips_path=env_tips_path, validate_tips_path=validate_tips_path,
         workers=workers, backend=pick_backend(backend), dockerfile=dockerfile, seed=seed, timeout_s=timeout,
         reruns=reruns, force_fresh=force_fresh, executor=executor, ray_address=ray_address, select=select,
-        describe=describe, combine=combine, max_fail_fraction=max_fail_fraction,
+        describe=describe, combine=combine, max_fail_fraction=max_fail_fraction, warm=warm,
     )  # fmt: skip
     _print_summary(Workflow(cfg).run())
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import importlib
 import json
 import os
 import select
@@ -185,11 +186,16 @@ def pytest_child(req: dict[str, Any], out: int, err: int) -> None:
 
 
 def warm_pytest(repo: str) -> bool:
-    """Import pytest for every child to inherit; False when that imported a file of the working copy."""
+    """Import pytest and its built-in plugins for every child to inherit; False when that imported a file of the
+    working copy."""
     try:
+        import _pytest.config
         import pytest  # noqa: F401
     except ImportError:
         return False
+    for name in getattr(_pytest.config, "default_plugins", ()):
+        with contextlib.suppress(ImportError):
+            importlib.import_module(f"_pytest.{name}")
     inside = repo.rstrip("/") + "/"
     return not any(str(getattr(m, "__file__", None) or "").startswith(inside) for m in list(sys.modules.values()))
 
