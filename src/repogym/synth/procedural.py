@@ -59,6 +59,8 @@ class Candidate:
     lines: tuple[int, ...] = ()  # base lines the change replaces (for a signature: the body's first line)
     covering: int | None = None  # tests that execute those lines (None: no coverage map)
     original: str = ""  # the file's text at the base
+    seconds: float = 0.0  # how long those tests took in the coverage run
+    named: bool = False  # one of those tests is named after the changed function
 
     @property
     def subject(self) -> str:
@@ -125,14 +127,30 @@ def candidates(wc: Path, files: list[str], coverage: CoverageMap | None, max_sha
             if digest in seen:
                 continue
             seen.add(digest)
-            count = None
-            if coverage is not None:
-                count = len(coverage.covering({rel: list(lines)}))
-                if count > max_share * len(coverage.tests):
-                    continue
-                if edit.transform in FUNCTION_TRANSFORMS and coverage.at_import({rel: list(lines)}):
-                    continue  # the function also runs at import: a change there reaches the whole program
-            yield Candidate(rel, edit, lines, count, text)
+            if coverage is None:
+                yield Candidate(rel, edit, lines, None, text)
+                continue
+            tests = coverage.covering({rel: list(lines)})
+            if len(tests) > max_share * len(coverage.tests):
+                continue
+            if edit.transform in FUNCTION_TRANSFORMS and coverage.at_import({rel: list(lines)}):
+                continue  # the function also runs at import: a change there reaches the whole program
+            named = names_function(edit.qualname.split("(")[0], tests)
+            yield Candidate(rel, edit, lines, len(tests), text, coverage.seconds_of(tests), named)
+
+
+def names_function(function: str, tests: list[str]) -> bool:
+    """Whether a test's name (class and function) holds the function's name, a dunder method's its class's,
+    without case or underscores (`test_chunked_bytes` for `chunked_bytes`): such a test checks what the function
+    does, where others may only pass through it. Names under four letters match too much to tell."""
+    parts = function.split(".")
+    name = parts[-2] if parts[-1].startswith("__") and len(parts) > 1 else parts[-1]
+    key = _bare(name)
+    return len(key) >= 4 and any(key in _bare(t.split("::", 1)[-1].split("[")[0]) for t in tests)
+
+
+def _bare(name: str) -> str:
+    return name.replace("_", "").lower()
 
 
 BLOCK_REMOVALS = ("remove_conditional", "remove_loop")
@@ -160,11 +178,15 @@ def aim_lines(text: str, edit: Edit, bodies: dict[int, int]) -> tuple[int, ...]:
     return tuple(sorted(set(lines)))
 
 
-def select(pool: list[Candidate], n: int, seed: int, avoid: set[str], total_tests: int = 0) -> list[Candidate]:
+def select(
+    pool: list[Candidate], n: int, seed: int, avoid: set[str], total_tests: int = 0, total_seconds: float = 0.0
+) -> list[Candidate]:
     """Pick up to n candidates, each the best by: lines more than one test runs (what one test runs, it often does
-    not check), a function not used yet, a file under its share (twice an even split: no file takes the whole
-    budget), the transform used least (every kind is represented), lines few tests run (a change to code most
-    tests run breaks the whole program), the file and function used least."""
+    not check), lines whose tests are not slow (see _slow), a function not used yet, a file under its share (twice
+    an even split: no file takes the whole budget), the transform used least (every kind is represented), a test
+    named after the function (it checks the function, where others may only pass through), lines few tests run (a
+    change to code most tests run breaks the whole program), the file and function used least. ``total_tests``,
+    ``total_seconds``: the suite's size and traced time."""
     rng = random.Random(seed)
     left = [c for c in pool if c.subject not in avoid]
     order = {id(c): rng.random() for c in left}
@@ -173,10 +195,11 @@ def select(pool: list[Candidate], n: int, seed: int, avoid: set[str], total_test
     used_kind: Counter[str] = Counter()
     cap = 2 * math.ceil(n / max(1, len({c.path for c in left})))
 
-    def key(c: Candidate) -> tuple[bool, bool, bool, int, int, int, int, float]:
+    def key(c: Candidate) -> tuple[bool, bool, bool, bool, int, bool, int, int, int, float]:
         fn, file = used_function[(c.path, c.function)], used_file[c.path]
         kind, tier = used_kind[c.edit.transform], _tier(c.covering, total_tests)
-        return tier == WEAK, fn > 0, file >= cap, kind, tier, file, fn, order[id(c)]
+        slow = _slow(c.seconds, total_seconds)
+        return tier == WEAK, slow, fn > 0, file >= cap, kind, not c.named, tier, file, fn, order[id(c)]
 
     picked: list[Candidate] = []
     while left and len(picked) < n:
@@ -192,6 +215,13 @@ def select(pool: list[Candidate], n: int, seed: int, avoid: set[str], total_test
 
 
 WEAK = 3  # the tier of lines a single test runs
+
+
+def _slow(seconds: float, total: float) -> bool:
+    """Whether the tests of a change take over a tenth of the suite's time (and a second): each validation of it
+    is long, and a change to code that heavy tests grind through (arithmetic a search loop relies on) tends to
+    make them run until the timeout, ten times as long, rather than fail."""
+    return seconds > max(1.0, total / 10)
 
 
 def _tier(covering: int | None, total: int) -> int:
@@ -254,5 +284,6 @@ def synthesize(
     largest share of the suite a changed line may be run by (validation's --max-fail-fraction)."""
     files = matching_files(wc, patterns)
     pool = list(candidates(wc, files, coverage, max_share))
-    picked = select(pool, num_candidates, seed, avoid, len(coverage.tests) if coverage else 0)
+    suite = (len(coverage.tests), coverage.traced_seconds()) if coverage else (0, 0.0)
+    picked = select(pool, num_candidates, seed, avoid, *suite)
     return [to_record(c, wc, src, task_id(src.name, first_index + k), files) for k, c in enumerate(picked)]

@@ -433,7 +433,7 @@ def _negate(src: Source, test: ast.expr) -> str | None:
 
 def invert_if(src: Source, func: ast.FunctionDef) -> Iterator[str]:
     for node in expressions(func):
-        if isinstance(node, ast.If | ast.While | ast.IfExp):
+        if isinstance(node, ast.If | ast.IfExp):  # not a `while`: see loop_exit_lines
             new = _negate(src, node.test)
             if new is not None:
                 yield new

@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+from repogym.synth.procedural import Candidate, names_function, select
+from repogym.synth.transforms import Edit
+
+ORIGINAL = "def f(x):\n    return x + 1\n"
+
+
+def _candidate(function: str, covering: int = 3, seconds: float = 0.1, named: bool = False) -> Candidate:
+    edit = Edit("change_operator", function, 1, ORIGINAL.replace("+", "-"))
+    return Candidate(f"pkg/{function}.py", edit, (2,), covering, ORIGINAL, seconds, named)
+
+
+def test_names_function() -> None:
+    tests = ["tests/test_iterutils.py::test_chunked_bytes", "tests/test_x.py::TestExceptionInfo::test_repr[a]"]
+    assert names_function("chunked_bytes", tests)
+    assert names_function("ExceptionInfo.__init__", tests)  # a dunder method: its class
+    assert not names_function("FunctionBuilder.get_func", tests)
+    assert not names_function("x", ["tests/test_x.py::test_x"])  # too short to tell
+    assert not names_function("iterutils", tests)  # the module's name is not the test's
+
+
+def test_select_prefers_a_test_named_after_the_function() -> None:
+    pool = [_candidate(f"helper_{k}") for k in range(5)] + [_candidate("chunked", named=True)]
+    for seed in range(5):
+        assert select(pool, 1, seed, set(), total_tests=100)[0].function == "chunked"
+
+
+def test_select_demotes_changes_whose_tests_are_slow() -> None:
+    """Tests that take half the suite's time: each validation is long, and a hang costs ten times that."""
+    pool = [_candidate(f"fast_{k}") for k in range(5)] + [_candidate("prime", seconds=60.0, named=True)]
+    for seed in range(5):
+        picked = select(pool, 5, seed, set(), total_tests=100, total_seconds=120.0)
+        assert "prime" not in {c.function for c in picked}
+    assert select(pool, 6, 0, set(), total_tests=100, total_seconds=120.0)[-1].function == "prime"
