@@ -23,6 +23,7 @@ from repogym.progress import stage
 from repogym.repo import RepoSource, cache_dir, temp_working_copy
 
 FORMAT = 2  # in the cache file's name: a new probe records the map anew
+TRACE_SLOWDOWN = 30  # how many base runs the traced run may take
 
 _PROBE = r"""
 import json, os, sys, threading, time
@@ -174,9 +175,13 @@ class CoverageMap:
 
 
 def probe(spec: EnvSpec, wc: Path, timeout_s: float = 900.0) -> CoverageMap | None:
-    """Run the instrumented suite in working copy ``wc``; None when it cannot run (a non-pytest suite)."""
+    """Run the instrumented suite in working copy ``wc``; None when it cannot run (a non-pytest suite). The line
+    tracer slows CPU-bound tests 10-20x: the run may take up to TRACE_SLOWDOWN base runs, however short
+    ``timeout_s`` (a suite run's timeout) is."""
     if not spec.pytest:
         return None
+    if spec.base is not None:
+        timeout_s = max(timeout_s, TRACE_SLOWDOWN * spec.base.seconds)
     with open_env_sandbox(spec, wc) as sb:
         out = f"{sb.tmp_inside}/repogym-coverage.json"
         host = sb.host_path(out)
