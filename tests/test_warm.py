@@ -13,6 +13,7 @@ from conftest import make_git_repo
 from repogym import baserun
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.repo import RepoSource, open_repo
+from repogym.sandbox import open_sandbox
 from repogym.sandbox.bwrap import bwrap_available
 from repogym.sandbox.session_server import warm_pytest
 from repogym.workspace import close_warm, workspace
@@ -138,3 +139,22 @@ def test_a_server_that_imported_the_project_is_not_warm(tmp_path: Path) -> None:
 def _cold(spec: EnvSpec, wc: Path, select: list[str] | None = None):  # noqa: ANN202 - a TestRun
     with open_env_sandbox(spec, wc) as sb:
         return run_tests(spec, sb, 60, select=select)
+
+
+def test_warm_runs_in_a_podman_container(base_image: str, tmp_path: Path) -> None:
+    """The same server in a container: the image's python3 imports pytest once; each run sees the change."""
+    wc = tmp_path / "wc"
+    (wc / "tests").mkdir(parents=True)
+    (wc / "mod.py").write_text("def f():\n    return 1\n")
+    (wc / "tests" / "test_mod.py").write_text("from mod import f\n\ndef test_f():\n    assert f() == 1\n")
+    args = ["-q", "-p", "no:cacheprovider", "--rootdir=.", "tests"]
+    with open_sandbox("podman", wc, image=base_image) as sb:
+        sb.warm_pytest("python3")
+        first = sb.run_pytest(args, timeout_s=120)
+        assert first is not None and first.exit_code == 0 and "1 passed" in first.stdout
+        assert sb._session is not None and sb._session.warm_pytest
+        (wc / "mod.py").write_text("def f():\n    return 2\n")
+        second = sb.run_pytest(args, timeout_s=120)
+        assert second is not None and second.exit_code == 1 and "assert 2 == 1" in second.stdout
+        cold = sb.exec(["python3", "-m", "pytest", *args], timeout_s=120)
+        assert cold.exit_code == second.exit_code

@@ -144,13 +144,25 @@ def fork_pytest(req: dict[str, Any], out: Any, err: Any) -> Callable[[float | No
     pid = os.fork()
     if pid == 0:
         pytest_child(req, out.fileno(), err.fileno())
-    pidfd = os.pidfd_open(pid)
+    try:
+        pidfd = os.pidfd_open(pid)  # wakes the wait the moment the child ends
+    except (AttributeError, OSError):  # an old kernel, or a seccomp profile that refuses it: poll
+        pidfd = -1
 
     def wait(timeout_s: float | None) -> int | None:
-        if timeout_s is not None and not select.select([pidfd], [], [], timeout_s)[0]:
-            return None
-        os.close(pidfd)
-        return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        if pidfd >= 0:
+            if timeout_s is not None and not select.select([pidfd], [], [], timeout_s)[0]:
+                return None
+            os.close(pidfd)
+            return os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
+        deadline = None if timeout_s is None else time.monotonic() + timeout_s
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return os.waitstatus_to_exitcode(status)
+            if deadline is not None and time.monotonic() >= deadline:
+                return None
+            time.sleep(0.005)
 
     return wait
 
