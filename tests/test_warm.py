@@ -3,8 +3,10 @@ virtualenv, real git; every run is compared with a cold run of the same working 
 
 from __future__ import annotations
 
+import os
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -12,7 +14,7 @@ from conftest import make_git_repo
 
 from repogym import baserun
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
-from repogym.repo import RepoSource, open_repo
+from repogym.repo import RepoSource, git, open_repo
 from repogym.sandbox import open_sandbox
 from repogym.sandbox.bwrap import bwrap_available
 from repogym.sandbox.session_server import warm_pytest
@@ -158,3 +160,20 @@ def test_warm_runs_in_a_podman_container(base_image: str, tmp_path: Path) -> Non
         assert second is not None and second.exit_code == 1 and "assert 2 == 1" in second.stdout
         cold = sb.exec(["python3", "-m", "pytest", *args], timeout_s=120)
         assert cold.exit_code == second.exit_code
+
+
+def test_a_reset_restores_an_edit_that_git_stat_data_cannot_see(calc: tuple[RepoSource, EnvSpec]) -> None:
+    """An edit of the same size whose timestamps match what git's index recorded (a change made within one tick
+    of the file system's clock) looks unchanged to `git reset --hard`; the reset must still restore it."""
+    src, spec = calc
+    with workspace(src, spec, warm=True) as ws:
+        git(["config", "core.trustctime", "false"], cwd=ws.wc)  # ctime ticks like mtime; only mtime can be set
+        time.sleep(1.1)
+        git(["update-index", "--refresh"], cwd=ws.wc)  # an index written after the files: its entries are trusted
+        ops = ws.wc / "calc" / "ops.py"
+        before = ops.stat()
+        ops.write_text(ops.read_text().replace("return a + b", "return a - b"))
+        os.utime(ops, ns=(before.st_atime_ns, before.st_mtime_ns))
+    with workspace(src, spec, warm=True) as again:
+        assert "return a + b" in (again.wc / "calc" / "ops.py").read_text()
+    close_warm()

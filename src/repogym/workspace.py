@@ -41,7 +41,14 @@ class Workspace:
         return run_tests(self.spec, self.sandbox, timeout_s, select=select)
 
     def reset(self, sha: str) -> None:
-        """Back to commit ``sha`` with nothing else: no change, no file a test left, an empty /tmp."""
+        """Back to commit ``sha`` with nothing else: no change, no file a test left, an empty /tmp.
+
+        git's index trusts file stat data, and an edit that keeps a file's size within the same timestamp tick as
+        the last reset looks unchanged to it (seen on pluggy: another task's change survived `reset --hard`). So
+        the index is dropped first: the mixed reset rebuilds it by hashing every file, and the hard reset then
+        rewrites exactly the files whose content differs."""
+        (self.wc / ".git" / "index").unlink(missing_ok=True)
+        git(["reset", "-q", sha], cwd=self.wc)
         git(["reset", "-q", "--hard", sha], cwd=self.wc)
         git(["clean", "-q", "-f", "-d", "-x"], cwd=self.wc)
         env_venv.place_overlay(self.spec, self.wc)
