@@ -150,7 +150,8 @@ def test_warm_runs_in_a_podman_container(base_image: str, tmp_path: Path) -> Non
     (wc / "mod.py").write_text("def f():\n    return 1\n")
     (wc / "tests" / "test_mod.py").write_text("from mod import f\n\ndef test_f():\n    assert f() == 1\n")
     args = ["-q", "-p", "no:cacheprovider", "--rootdir=.", "tests"]
-    with open_sandbox("podman", wc, image=base_image) as sb:
+    # As every test run of repogym's: no bytecode cache, whose mtime check would miss a same-size edit this fast.
+    with open_sandbox("podman", wc, image=base_image, env={"PYTHONDONTWRITEBYTECODE": "1"}) as sb:
         sb.warm_pytest("python3")
         first = sb.run_pytest(args, timeout_s=120)
         assert first is not None and first.exit_code == 0 and "1 passed" in first.stdout
