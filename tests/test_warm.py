@@ -4,7 +4,10 @@ virtualenv, real git; every run is compared with a cold run of the same working 
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import textwrap
 import time
 from pathlib import Path
@@ -18,7 +21,7 @@ from repogym.repo import RepoSource, git, open_repo
 from repogym.sandbox import open_sandbox
 from repogym.sandbox.bwrap import bwrap_available
 from repogym.sandbox.session_server import warm_pytest
-from repogym.workspace import close_warm, workspace
+from repogym.workspace import WARM_PREFIX, close_warm, workspace
 
 pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
 
@@ -177,4 +180,19 @@ def test_a_reset_restores_an_edit_that_git_stat_data_cannot_see(calc: tuple[Repo
         os.utime(ops, ns=(before.st_atime_ns, before.st_mtime_ns))
     with workspace(src, spec, warm=True) as again:
         assert "return a + b" in (again.wc / "calc" / "ops.py").read_text()
+    close_warm()
+
+
+def test_a_dead_process_warm_copy_is_removed_by_the_next(calc: tuple[RepoSource, EnvSpec]) -> None:
+    """A Ray worker killed without running atexit leaves its warm working copy: the next warm workspace sweeps it."""
+    src, spec = calc
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    orphan = Path(tempfile.gettempdir()) / f"{WARM_PREFIX}{gone.pid}-x"
+    mine = Path(tempfile.mkdtemp(prefix=f"{WARM_PREFIX}{os.getpid()}-"))
+    (orphan / "wc").mkdir(parents=True)
+    with workspace(src, spec, warm=True) as ws:
+        assert ws.wc.parent.name.startswith(f"{WARM_PREFIX}{os.getpid()}-")
+    assert not orphan.exists() and mine.exists(), "only a dead owner's copy goes"
+    shutil.rmtree(mine)
     close_warm()

@@ -11,6 +11,7 @@ the warm working copy.
 from __future__ import annotations
 
 import atexit
+import os
 import shutil
 import tempfile
 import threading
@@ -25,6 +26,7 @@ from repogym.sandbox import Sandbox
 from repogym.testresults import TestRun
 
 SERVER_FILES = "repogym-session-"  # the warm server's output files, in the private /tmp
+WARM_PREFIX = "repogym-warm-"  # + the owning process's id: a dead owner's copy is removed by the next one
 
 
 class Workspace:
@@ -82,13 +84,28 @@ def workspace(src: RepoSource, spec: EnvSpec, warm: bool, prefix: str = "repogym
     with _lock:
         ws = _warm.get(key)
     if ws is None or ws.sandbox is None or ws.sandbox.closed:
-        root = Path(tempfile.mkdtemp(prefix=f"{prefix}warm-"))
+        _sweep_orphans()
+        root = Path(tempfile.mkdtemp(prefix=f"{WARM_PREFIX}{os.getpid()}-"))
         wc = working_copy(src, root / src.name.replace("#", "__"))
         ws = Workspace(spec, wc, open_env_sandbox(spec, wc, warm=True))
         with _lock:
             _warm[key] = ws
     ws.reset(src.commit_sha)
     yield ws
+
+
+def _sweep_orphans() -> None:
+    """Remove the warm working copies of processes that are gone (a Ray worker killed without running atexit)."""
+    for root in Path(tempfile.gettempdir()).glob(f"{WARM_PREFIX}*-*"):
+        pid = root.name.removeprefix(WARM_PREFIX).split("-", 1)[0]
+        if not pid.isdigit():
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            shutil.rmtree(root, ignore_errors=True)
+        except PermissionError:
+            continue  # alive, someone else's
 
 
 def close_warm() -> None:
