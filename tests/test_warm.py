@@ -196,3 +196,22 @@ def test_a_dead_process_warm_copy_is_removed_by_the_next(calc: tuple[RepoSource,
     assert not orphan.exists() and mine.exists(), "only a dead owner's copy goes"
     shutil.rmtree(mine)
     close_warm()
+
+
+def test_a_virtualenv_under_tmp_stays_mounted_across_resets(calc: tuple[RepoSource, EnvSpec]) -> None:
+    """The sandbox binds a virtualenv that lives under /tmp into its private /tmp; emptying that /tmp between
+    candidates must not remove the mount point (the next run would find no interpreter's packages)."""
+    src, spec = calc
+    assert spec.venv is not None
+    under_tmp = Path(tempfile.mkdtemp()) / "venv"
+    shutil.copytree(spec.venv, under_tmp, symlinks=True)
+    moved = spec.model_copy(update={"venv": str(under_tmp)})
+    close_warm()
+    try:
+        for _ in range(2):
+            with workspace(src, moved, warm=True) as ws:
+                run = ws.run(60, ["tests/test_ops.py::test_add"])
+                assert run.passed == ["tests.test_ops::test_add"], run.output[-2000:]
+    finally:
+        close_warm()
+        shutil.rmtree(under_tmp.parent)

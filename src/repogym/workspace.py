@@ -55,8 +55,9 @@ class Workspace:
         git(["clean", "-q", "-f", "-d", "-x"], cwd=self.wc)
         env_venv.place_overlay(self.spec, self.wc)
         if self.sandbox is not None:
+            kept = _mount_points(self.sandbox)
             for entry in self.sandbox.tmp_dir.iterdir():
-                if entry.name.startswith(SERVER_FILES):
+                if entry.name.startswith(SERVER_FILES) or entry.name in kept:
                     continue
                 if entry.is_dir() and not entry.is_symlink():
                     shutil.rmtree(entry, ignore_errors=True)
@@ -67,6 +68,13 @@ class Workspace:
         if self.sandbox is not None:
             self.sandbox.close()
         shutil.rmtree(self.wc.parent, ignore_errors=True)
+
+
+def _mount_points(sandbox: Sandbox) -> set[str]:
+    """The entries of the private /tmp that hold a path bound into it (a virtualenv under /tmp, as in tests):
+    removing one from the host would unmount it inside the running sandbox."""
+    binds: dict[str, str] = getattr(sandbox, "ro_binds", None) or {}
+    return {Path(inside).relative_to("/tmp").parts[0] for inside in binds.values() if inside.startswith("/tmp/")}
 
 
 _warm: dict[tuple[int, str, str, str], Workspace] = {}
