@@ -232,3 +232,26 @@ def test_members_whose_search_texts_overlap_are_skipped(repo: tuple[RepoSource, 
     rewrite = Block("pkg/text.py", '    return s.upper() + "!"\n', '    return s.upper() + "?"\n\n\n' + shout)
     b = b.model_copy(update={"patches": render([rewrite])})
     assert combine(src, wc, [a, b], num_candidates=3, seed=0, first_index=0) == []
+
+
+def test_a_combination_whose_changes_interact_is_rejected(tmp_path: Path) -> None:
+    """Together, one change may undo what another breaks: the combined task's failing tests are then not the union
+    of its members', and fixing it is not fixing each change. validate_many rejects it, naming the tests."""
+    from repogym import validate
+    from repogym.records import RejectedRecord, ValidatedRecord, append_record
+
+    def validated(tid: str, f2p: list[str]) -> ValidatedRecord:
+        return ValidatedRecord(task_id=tid, repo="r", **{"src.diff": "x", "tests.diff": "y"}, FAIL_TO_PASS=f2p)
+
+    out, rejected = tmp_path / "validated.jsonl", tmp_path / "rejected.jsonl"
+    append_record(out, validated("r/0", ["t::a", "t::b"]))
+    append_record(out, validated("r/1", ["t::c"]))
+    base = dict(repo="r", commit_sha="0" * 40, subject="s", task_description="d", patches="p", strategy="combine")
+    masked = TaskRecord(task_id="r/2", members=["r/0", "r/1"], **base)
+    clean = TaskRecord(task_id="r/3", members=["r/0", "r/1"], **base)
+    lists = {"r/2": ["t::a", "t::c"], "r/3": ["t::a", "t::b", "t::c"]}
+    verdicts = validate.validate_many([masked, clean], lambda t: validated(t.task_id, lists[t.task_id]), out, rejected)
+    by_id = {v.task_id: v for v in verdicts}
+    assert isinstance(by_id["r/3"], ValidatedRecord)
+    assert isinstance(by_id["r/2"], RejectedRecord) and "the changes interact" in by_id["r/2"].reason
+    assert "t::b" in by_id["r/2"].reason

@@ -61,6 +61,9 @@ class TaskRecord(Record):
     )
     covering_tests: int | None = Field(None, description="How many tests execute the changed lines at the base.")
     changes: int = Field(1, description="Separate changes the task undoes: its difficulty.")
+    members: list[str] = Field(
+        default_factory=list, description="combine: the task ids of the single-change candidates it is made of."
+    )
     schema_version: int = SCHEMA_VERSION
 
 

@@ -26,7 +26,7 @@ from repogym.executor import Executor, InfrastructureFailure, LocalExecutor
 from repogym.llm import LLM, ModelConfig
 from repogym.project.imports import importers
 from repogym.project.pytest_config import is_test_path
-from repogym.records import RejectedRecord, TaskRecord, ValidatedRecord, append_record, existing_ids
+from repogym.records import RejectedRecord, TaskRecord, ValidatedRecord, append_record, existing_ids, read_jsonl
 from repogym.repo import RepoSource, changed_files, diff, git, temp_working_copy
 from repogym.synth.coverage import CoverageMap
 from repogym.testresults import TestRun
@@ -571,6 +571,38 @@ class CandidateValidator:
             return RejectedRecord(task_id=task.task_id, strategy=task.strategy, reason=str(e))
 
 
+def _failing_of(validated_path: Path) -> dict[str, set[str]]:
+    """Task id -> FAIL_TO_PASS of the records already validated (a combined candidate's members)."""
+    if not validated_path.exists():
+        return {}
+    return {
+        str(o["task_id"]): set(o.get("FAIL_TO_PASS") or [])
+        for _, o in read_jsonl(validated_path)
+        if isinstance(o, dict) and "task_id" in o
+    }
+
+
+def _unless_interacting(
+    task: TaskRecord, res: ValidatedRecord, failing: dict[str, set[str]]
+) -> ValidatedRecord | RejectedRecord:
+    """A combined candidate is a task only when its failing tests are the union of its members': otherwise its
+    changes interact (one undoes what another breaks, or together they break more), and fixing it is not fixing
+    each change."""
+    if not all(m in failing for m in task.members):
+        return res
+    union = set().union(*(failing[m] for m in task.members))
+    got = set(res.FAIL_TO_PASS or [])
+    if got == union:
+        return res
+    diff = sorted(union - got) + sorted(got - union)
+    return RejectedRecord(
+        task_id=task.task_id,
+        strategy=task.strategy,
+        reason=f"the changes interact: {len(union - got)} of the members' failing tests pass together and "
+        f"{len(got - union)} others fail ({', '.join(diff[:3])})",
+    )
+
+
 def validate_many(
     tasks: list[TaskRecord],
     validator: Callable[[TaskRecord], ValidatedRecord | RejectedRecord],
@@ -587,10 +619,13 @@ def validate_many(
     done = existing_ids(validated_path) | existing_ids(rejected_path)
     todo = [t for t in tasks if t.task_id not in done]
     out: list[ValidatedRecord | RejectedRecord] = []
+    failing = _failing_of(validated_path) if any(t.members for t in todo) else {}
 
     def record(task: TaskRecord, res: ValidatedRecord | RejectedRecord | InfrastructureFailure) -> None:
         if isinstance(res, InfrastructureFailure):
             res = RejectedRecord(task_id=task.task_id, strategy=task.strategy, reason=str(res))
+        elif isinstance(res, ValidatedRecord) and task.members:
+            res = _unless_interacting(task, res, failing)
         append_record(validated_path if isinstance(res, ValidatedRecord) else rejected_path, res)
         out.append(res)
         if on_done:
