@@ -110,9 +110,10 @@ def validate_auto(
         # diff() staged the task state: commit that tree, bring the base's test files back (checkout stages
         # them), and the staged difference is tests.diff.
         tree = git(["write-tree"], cwd=wc).strip()
-        task_sha = git(["commit-tree", tree, "-p", src.commit_sha, "-m", f"task state of {task.task_id}"], cwd=wc)
+        message = f"task state of {task.task_id}"
+        task_sha = git(["commit-tree", tree, "-p", src.commit_sha, "-m", message], cwd=wc).strip()
         git(["checkout", "-q", src.commit_sha, "--", *test_files], cwd=wc)
-        tests_diff = git(["diff", "--cached", "--binary", task_sha.strip()], cwd=wc)
+        tests_diff = git(["diff", "--cached", "--binary", task_sha], cwd=wc)
     passing = set(run.passed) | (base.passing - set(run.outcomes)) if selected else set(run.passed)
     record = ValidatedRecord(
         task_id=task.task_id,

@@ -1,4 +1,4 @@
-"""Where validation runs a candidate's tests: a working copy at the base commit, and the test runs over it.
+"""Where validation and checks 1-2 run tests: a working copy at the base commit, and the test runs over it.
 
 Cold: a fresh working copy per candidate and a fresh sandbox per run, as in every other stage. Warm: each worker
 thread keeps one working copy, reset to the base between candidates (git reset and clean, the private /tmp
