@@ -27,6 +27,7 @@ from repogym.records import TaskRecord, ValidatedRecord, append_record
 from repogym.repo import open_repo
 from repogym.sandbox.bwrap import bwrap_available
 from repogym.scripted_server import ScriptedServer, ToolCall
+from repogym.workspace import close_warm
 
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")]
 ORIGINAL = (EXAMPLE / "scheme" / "builtins.py").read_text()
@@ -208,8 +209,10 @@ def test_every_cheat_scores_zero_on_bwrap(world: World, tmp_path: Path) -> None:
     assert "must be superuser" in outputs["remount"][0] or "denied" in outputs["remount"][0]
 
 
-def test_planted_plugins_never_load_in_the_grader(world: World) -> None:
-    """Even unscreened, a pytest11 entry point planted in the working copy is not loaded: autoload is off."""
+@pytest.mark.parametrize("warm", [False, True], ids=["cold", "warm"])
+def test_planted_plugins_never_load_in_the_grader(world: World, warm: bool) -> None:
+    """Even unscreened, a pytest11 entry point planted in the working copy is not loaded: autoload is off, in a
+    fresh sandbox (an agent's grade) and in check 3's warm one."""
     plugin = (
         "diff --git a/evil-1.0.dist-info/entry_points.txt b/evil-1.0.dist-info/entry_points.txt\nnew file mode "
         "100644\n--- /dev/null\n+++ b/evil-1.0.dist-info/entry_points.txt\n@@ -0,0 +1,2 @@\n+[pytest11]\n"
@@ -224,7 +227,8 @@ def test_planted_plugins_never_load_in_the_grader(world: World) -> None:
         src = open_repo(world.repo)
         spec = environment.prepare(src, "bwrap")
         rec = ValidatedRecord.model_validate_json(world.validated.read_text().splitlines()[0])
-        run, error = run_solution(src, spec, rec, plugin, 300)
+        run, error = run_solution(src, spec, rec, plugin, 300, warm=warm)
+        close_warm()
     assert error is None and run is not None
     assert run.outcomes[F2P] == "failed", "the planted plugin turned a failing test into a pass"
 

@@ -17,7 +17,7 @@ from conftest import make_git_repo
 
 from repogym import baserun
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
-from repogym.repo import RepoSource, git, open_repo
+from repogym.repo import RepoSource, diff, git, open_repo, temp_working_copy
 from repogym.sandbox import open_sandbox
 from repogym.sandbox.bwrap import bwrap_available
 from repogym.sandbox.session_server import warm_pytest
@@ -215,3 +215,38 @@ def test_a_virtualenv_under_tmp_stays_mounted_across_resets(calc: tuple[RepoSour
     finally:
         close_warm()
         shutil.rmtree(under_tmp.parent)
+
+
+def _src_diff(src: RepoSource, old: str, new: str) -> str:
+    """A src.diff that replaces ``old`` with ``new`` in calc/ops.py."""
+    with temp_working_copy(src) as wc:
+        ops = wc / "calc" / "ops.py"
+        ops.write_text(ops.read_text().replace(old, new))
+        return diff(wc)
+
+
+def test_a_kept_sealed_copy_holds_only_the_last_task_state(calc: tuple[RepoSource, EnvSpec]) -> None:
+    """Check 3's warm copy, sealed anew for each task: one commit, no object of the base or of the task before,
+    nothing a test left, and the runs see the new state."""
+    src, spec = calc
+    first = _src_diff(src, "return a + b", "return a - b")
+    second = _src_diff(src, "return 1", "return 2")
+    base_blob = git(["rev-parse", f"{src.commit_sha}:calc/ops.py"], cwd=src.git_dir).strip()
+    with workspace(src, spec, warm=True, sealed=first) as ws:
+        first_blob = git(["rev-parse", "HEAD:calc/ops.py"], cwd=ws.wc).strip()
+        run = ws.run(60, ["tests/test_ops.py::test_add", "tests/test_ops.py::test_litter"])
+        assert run.failed == ["tests.test_ops::test_add"] and (ws.wc / "left-behind.txt").exists()
+    with workspace(src, spec, warm=True, sealed=second) as again:
+        assert again.wc == ws.wc, "the same kept copy"
+        assert git(["rev-list", "--all"], cwd=again.wc).split() == [git(["rev-parse", "HEAD"], cwd=again.wc).strip()]
+        for blob in (base_blob, first_blob):
+            assert not _has(again.wc, blob)
+        assert not (again.wc / ".git" / "logs").exists() and not (again.wc / "left-behind.txt").exists()
+        assert again.sandbox is not None and not (again.sandbox.tmp_dir / "left-in-tmp").exists()
+        assert "return a + b" in (again.wc / "calc" / "ops.py").read_text()
+        assert again.run(60).failed == ["tests.test_ops::test_spin"]
+    close_warm()
+
+
+def _has(wc: Path, sha: str) -> bool:
+    return subprocess.run(["git", "cat-file", "-e", sha], cwd=wc).returncode == 0

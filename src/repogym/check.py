@@ -1,6 +1,7 @@
-"""The three LLM-free checks of a validated task, each from a working copy at the base: a fresh one and a fresh
-sandbox, or (warm, the default of check_many) checks 1 and 2 in the worker's kept working copy, reset to the base,
-whose runs fork from a server that has imported pytest (workspace.py). Check 3 always runs as an agent's grade does.
+"""The three LLM-free checks of a validated task: checks 1 and 2 from a working copy at the base, check 3 in a
+sealed copy of the task state (what an agent's grade runs in). Each copy is a fresh one with a fresh sandbox, or
+(warm, the default of check_many) the worker's kept one, reset or sealed anew, whose runs fork from a server that
+has imported pytest (workspace.py).
 
 Tests that fail, error, are skipped or are flaky at the base (spec.base) are left out of every verdict.
 
@@ -65,7 +66,7 @@ def run_state(
 ) -> Outcome:
     """Check 1's or 2's run (``select``: only these test files and the test modules that import them), judged
     without the ``excluded`` tests (the base's known failures and flaky tests); ``warm``: in this thread's kept
-    working copy (see workspace.py). Check 3 runs through the grader (``grading.run_solution``), the same path as
+    working copy (see workspace.py). Check 3 runs through the grader (``grading.run_solution``): a sealed copy, as
     every agent's grade."""
     with workspace(src, spec, warm, prefix="repogym-check-") as ws:
         reason = _state(ws.wc, rec, tests)
@@ -148,8 +149,7 @@ def check_task(
     warm: bool = False,
 ) -> CheckRecord:
     """Run the three checks (plus reruns of 1 and 3) and say why a task fails, in words a person can act on.
-    ``warm``: checks 1 and 2 run in this thread's kept working copy (not with ``parallel``, whose threads are
-    the task's own)."""
+    ``warm``: they run in this thread's kept copies (not with ``parallel``, whose threads are the task's own)."""
     out = CheckRecord(task_id=rec.task_id, ok=False)
     warm = warm and not parallel
     excluded = spec.base.excluded() if spec.base else set()
@@ -160,7 +160,7 @@ def check_task(
         gold, gold_error = None, f"the gold patch does not apply: {e}"
 
     def solution() -> Outcome:
-        return run_solution(src, spec, rec, gold, timeout_s, excluded) if gold is not None else (None, gold_error)
+        return run_solution(src, spec, rec, gold, timeout_s, excluded, warm) if gold is not None else (None, gold_error)
 
     runs: _Runs[Outcome] = _Runs(
         {
@@ -295,7 +295,7 @@ def check_many(
     """Check records in parallel (threads here, or the executor's units: Ray tasks); ``on_done`` receives each
     result as it completes, in the calling thread. A unit whose worker died every time is a failed record. With
     more local workers than tasks, a task's three runs start together; otherwise, with ``warm``, each worker's
-    checks 1 and 2 run in its kept working copy (see workspace.py)."""
+    checks run in its kept copies (see workspace.py)."""
     run = executor or LocalExecutor(workers)
     parallel = executor is None and workers > len(records)
     unit = functools.partial(

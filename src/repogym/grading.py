@@ -14,12 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from repogym.environment import EnvSpec, open_env_sandbox, run_tests
+from repogym.environment import EnvSpec
 from repogym.records import ValidatedRecord
-from repogym.repo import GitError, RepoSource, apply_diff, changed_files, diff, git, temp_sealed_copy, temp_working_copy
+from repogym.repo import GitError, RepoSource, apply_diff, changed_files, git, task_commit, temp_sealed_copy
 from repogym.scoring import reward, split_outcomes
 from repogym.screen import reason
 from repogym.testresults import TestRun
+from repogym.workspace import Workspace, workspace
 
 
 @dataclass
@@ -84,41 +85,47 @@ def screen(patch: str, rec: ValidatedRecord, task_wc: Path, agent_wc: Path) -> t
     return "".join(kept), dropped
 
 
-def gold_patch_args(rec: ValidatedRecord) -> list[str]:
-    """git apply options that restrict reverse(src.diff) to files that tests.diff does not touch."""
-    return [f"--exclude={f}" for f in changed_files(rec.tests_diff)]
-
-
 def gold_patch(src: RepoSource, rec: ValidatedRecord) -> str:
-    """The gold patch as a diff against the task state: reverse(src.diff) outside the files tests.diff touches."""
-    with temp_working_copy(src, prefix="repogym-gold-") as wc:  # a diff to compute, nobody to hide the base from
-        apply_diff(wc, rec.src_diff)
-        git(["add", "-A"], cwd=wc)
-        task_state = git(["write-tree"], cwd=wc).strip()
-        apply_diff(wc, rec.src_diff, reverse=True, extra=gold_patch_args(rec))
-        return diff(wc, task_state)
+    """The gold patch as a diff against the task state: reverse(src.diff) outside the files tests.diff touches,
+    i.e. those files as the base has them."""
+    hidden = set(changed_files(rec.tests_diff))
+    files = [f for f in changed_files(rec.src_diff) if f not in hidden]
+    if not files:
+        return ""
+    with task_commit(src, rec.src_diff) as (scratch, commit):
+        args = ["--literal-pathspecs", "diff", "--binary", commit, src.commit_sha, "--", *files]
+        return git(args, cwd=scratch)
 
 
 def run_solution(
-    src: RepoSource, spec: EnvSpec, rec: ValidatedRecord, patch: str, timeout_s: float, excluded: set[str] | None = None
+    src: RepoSource,
+    spec: EnvSpec,
+    rec: ValidatedRecord,
+    patch: str,
+    timeout_s: float,
+    excluded: set[str] | None = None,
+    warm: bool = False,
 ) -> tuple[TestRun | None, str | None]:
-    """Task state + ``patch`` + tests.diff in a fresh copy and a fresh sandbox: (the run without the ``excluded``
-    tests, or why it could not run). Check 3 runs the gold patch through here, an agent's grade its diff."""
-    with temp_sealed_copy(src, rec.src_diff, prefix="repogym-grade-") as wc:
-        run, error = _run_in(wc, spec, rec, patch, timeout_s)
-        return (run.without(excluded) if run is not None and excluded else run), error
+    """Task state + ``patch`` + tests.diff in a sealed copy: (the run without the ``excluded`` tests, or why it
+    could not run). Check 3 runs the gold patch through here: in a fresh copy and sandbox, or ``warm``, in this
+    thread's kept sealed copy, sealed anew, whose runs fork from a server that has imported pytest (see
+    workspace.py); never an agent's code, which ``grade_solution`` runs fresh."""
+    with workspace(src, spec, warm, prefix="repogym-grade-", sealed=rec.src_diff) as ws:
+        error = _apply_solution(ws.wc, rec, patch)
+        if error:
+            return None, error
+        run = ws.run(timeout_s)
+        return (run.without(excluded) if excluded else run), None
 
 
-def _run_in(
-    wc: Path, spec: EnvSpec, rec: ValidatedRecord, patch: str, timeout_s: float
-) -> tuple[TestRun | None, str | None]:
+def _apply_solution(wc: Path, rec: ValidatedRecord, patch: str) -> str | None:
+    """Apply the solution, then tests.diff; why one does not apply, or None."""
     for name, diff_text in (("the solution", patch), ("tests.diff", rec.tests_diff)):
         try:
             apply_diff(wc, diff_text)
         except GitError as e:
-            return None, f"{name} does not apply: {e}"
-    with open_env_sandbox(spec, wc) as sb:
-        return run_tests(spec, sb, timeout_s), None
+            return f"{name} does not apply: {e}"
+    return None
 
 
 def grade_solution(src: RepoSource, spec: EnvSpec, rec: ValidatedRecord, agent_wc: Path, timeout_s: float) -> Grade:
@@ -126,7 +133,8 @@ def grade_solution(src: RepoSource, spec: EnvSpec, rec: ValidatedRecord, agent_w
     with temp_sealed_copy(src, rec.src_diff, prefix="repogym-grade-") as wc:
         patch = solution_diff(agent_wc, wc)
         kept, dropped = screen(patch, rec, wc, agent_wc)
-        run, error = _run_in(wc, spec, rec, kept, timeout_s)
+        error = _apply_solution(wc, rec, kept)
+        run = None if error else Workspace(spec, wc).run(timeout_s)
     if run is None:
         return Grade(patch=patch, dropped=dropped, error=error)
     f2p, p2p_failed, resolved = verdict(rec, run.outcomes)

@@ -6,6 +6,7 @@ The user's repository is never modified: every operation runs in a working copy 
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -209,32 +210,56 @@ def _configure(wc: Path) -> None:
     exclude.write_text("\n".join(RUN_ARTIFACTS) + "\n")
 
 
-SEALED_REF = "refs/repogym/sealed"
-
-
 def sealed_copy(src: RepoSource, src_diff: str, dest: Path, message: str = "task") -> Path:
-    """A fresh repository at ``dest`` with one commit, the task state (base + ``src_diff``), and nothing else.
+    """A repository at ``dest`` with one commit, the task state (base + ``src_diff``), and nothing else.
 
     What an agent gets: no base commit, no other ref, tag, remote, reflog or stash, and no object but those of
     the task state, so no git command can bring back the code that ``src_diff`` removed. Only the objects
     reachable from a parentless commit are fetched (a local clone would hard-link every object of the source).
-    Raises GitError when ``src_diff`` does not apply.
+    A ``dest`` that exists is sealed in place: its ``.git`` is replaced and its files become the task state's,
+    untracked ones removed (a kept working copy, see workspace.py). Raises GitError when ``src_diff`` does not
+    apply.
     """
-    with temp_working_copy(src, prefix="repogym-seal-") as wc:
-        apply_diff(wc, src_diff)
-        git(["add", "-A"], cwd=wc)
-        tree = git(["write-tree"], cwd=wc).strip()
-        commit = git(["commit-tree", tree, "-m", message], cwd=wc).strip()
-        git(["update-ref", SEALED_REF, commit], cwd=wc)
+    in_place = dest.exists()
+    with task_commit(src, src_diff, message) as (scratch, _commit):
+        shutil.rmtree(dest / ".git", ignore_errors=True)
         git(["init", "-q", "-b", "main", str(dest)])
-        git(["fetch", "-q", "--no-tags", "--update-head-ok", str(wc), f"{SEALED_REF}:refs/heads/main"], cwd=dest)
+        git(["fetch", "-q", "--no-tags", "--update-head-ok", str(scratch), "main:refs/heads/main"], cwd=dest)
     git(["reset", "-q", "--hard", "main"], cwd=dest)
+    if in_place:
+        git(["clean", "-q", "-f", "-d", "-x"], cwd=dest)
     # FETCH_HEAD names the host path it came from; ORIG_HEAD and the reflog are noise. None may reach the agent.
     for name in ("FETCH_HEAD", "ORIG_HEAD"):
         (dest / ".git" / name).unlink(missing_ok=True)
-    git(["reflog", "expire", "--expire=now", "--all"], cwd=dest)
+    shutil.rmtree(dest / ".git" / "logs", ignore_errors=True)
     _configure(dest)
     return dest
+
+
+@contextmanager
+def task_commit(src: RepoSource, src_diff: str, message: str = "task") -> Iterator[tuple[Path, str]]:
+    """(a scratch repository, its one parentless commit: the task state, at branch main), removed afterwards.
+
+    Built without a working copy: the scratch repository borrows ``src``'s objects (git's alternates) and holds
+    only what ``src_diff`` adds; its index is read from the base tree and ``src_diff`` is applied to it. Nothing
+    is written to ``src``. Raises GitError when ``src_diff`` does not apply."""
+    with tempfile.TemporaryDirectory(prefix="repogym-seal-") as tmp:
+        scratch = Path(tmp) / "scratch"
+        git(["init", "-q", "-b", "main", str(scratch)])
+        (scratch / ".git" / "objects" / "info" / "alternates").write_text(f"{objects_dir(src.git_dir)}\n")
+        git(["read-tree", src.commit_sha], cwd=scratch)
+        apply_diff(scratch, src_diff, extra=["--cached"])
+        tree = git(["write-tree"], cwd=scratch).strip()
+        commit = git(["commit-tree", tree, "-m", message], cwd=scratch).strip()
+        (scratch / ".git" / "refs" / "heads" / "main").write_text(f"{commit}\n")
+        yield scratch, commit
+
+
+@functools.lru_cache(maxsize=64)
+def objects_dir(git_dir: Path) -> Path:
+    """The object store of a repository (bare or not)."""
+    out = Path(git(["rev-parse", "--git-path", "objects"], cwd=git_dir).strip())
+    return out if out.is_absolute() else (git_dir / out).resolve()
 
 
 @contextmanager

@@ -1,8 +1,10 @@
-"""Where validation and checks 1-2 run tests: a working copy at the base commit, and the test runs over it.
+"""Where validation and the checks run tests: a working copy at the base commit (validation, checks 1-2) or a
+sealed copy of a task state (check 3, as an agent's grade sees it), and the test runs over it.
 
-Cold: a fresh working copy per candidate and a fresh sandbox per run, as in every other stage. Warm: each worker
-thread keeps one working copy, reset to the base between candidates (git reset and clean, the private /tmp
-emptied), and one sandbox whose server has imported pytest, so that a run is a fork (sandbox/session_server.py).
+Cold: a fresh copy per candidate and a fresh sandbox per run, as in every other stage. Warm: each worker thread
+keeps one copy of each kind, reset between candidates (to the base with git reset and clean, or sealed anew; the
+private /tmp emptied), and one sandbox per copy whose server has imported pytest, so that a run is a fork
+(sandbox/session_server.py).
 A small suite's run is mostly the interpreter's start and pytest's import: warm, the example's selected run
 takes 0.10 s instead of 0.26 s. A suite that is not plain pytest, or a backend without sessions, runs cold in
 the warm working copy.
@@ -21,7 +23,7 @@ from pathlib import Path
 
 from repogym import env_venv
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
-from repogym.repo import RepoSource, git, temp_working_copy, working_copy
+from repogym.repo import RepoSource, git, sealed_copy, temp_sealed_copy, temp_working_copy, working_copy
 from repogym.sandbox import Sandbox
 from repogym.testresults import TestRun
 
@@ -42,6 +44,11 @@ class Workspace:
                 return run_tests(self.spec, sb, timeout_s, select=select)
         return run_tests(self.spec, self.sandbox, timeout_s, select=select)
 
+    def seal(self, src: RepoSource, src_diff: str) -> None:
+        """Become a sealed copy of ``src``'s task state (repo.sealed_copy, in place), with an empty /tmp."""
+        sealed_copy(src, src_diff, self.wc)
+        self._tidy()
+
     def reset(self, sha: str) -> None:
         """Back to commit ``sha`` with nothing else: no change, no file a test left, an empty /tmp.
 
@@ -53,6 +60,10 @@ class Workspace:
         git(["reset", "-q", sha], cwd=self.wc)
         git(["reset", "-q", "--hard", sha], cwd=self.wc)
         git(["clean", "-q", "-f", "-d", "-x"], cwd=self.wc)
+        self._tidy()
+
+    def _tidy(self) -> None:
+        """The environment's overlay back in place, and the private /tmp emptied (the server's files aside)."""
         env_venv.place_overlay(self.spec, self.wc)
         if self.sandbox is not None:
             kept = _mount_points(self.sandbox)
@@ -77,28 +88,37 @@ def _mount_points(sandbox: Sandbox) -> set[str]:
     return {Path(inside).relative_to("/tmp").parts[0] for inside in binds.values() if inside.startswith("/tmp/")}
 
 
-_warm: dict[tuple[int, str, str, str], Workspace] = {}
+_warm: dict[tuple[int, str, str, str, bool], Workspace] = {}
 _lock = threading.Lock()
 
 
 @contextmanager
-def workspace(src: RepoSource, spec: EnvSpec, warm: bool, prefix: str = "repogym-validate-") -> Iterator[Workspace]:
-    """A working copy of ``src`` at its base: this thread's warm one (reset), or a fresh one removed afterwards."""
+def workspace(
+    src: RepoSource, spec: EnvSpec, warm: bool, prefix: str = "repogym-validate-", sealed: str | None = None
+) -> Iterator[Workspace]:
+    """A working copy of ``src`` at its base, or with ``sealed`` (a src.diff) a sealed copy of that task state
+    (repo.sealed_copy): this thread's warm one (reset, or sealed anew), or a fresh one removed afterwards."""
     if not warm:
-        with temp_working_copy(src, prefix=prefix) as wc:
+        with (
+            temp_working_copy(src, prefix=prefix) if sealed is None else temp_sealed_copy(src, sealed, prefix=prefix)
+        ) as wc:
             yield Workspace(spec, wc)
         return
-    key = (threading.get_ident(), str(src.git_dir), src.commit_sha, spec.key)
+    key = (threading.get_ident(), str(src.git_dir), src.commit_sha, spec.key, sealed is not None)
     with _lock:
         ws = _warm.get(key)
     if ws is None or ws.sandbox is None or ws.sandbox.closed:
         _sweep_orphans()
         root = Path(tempfile.mkdtemp(prefix=f"{WARM_PREFIX}{os.getpid()}-"))
-        wc = working_copy(src, root / src.name.replace("#", "__"))
+        dest = root / src.name.replace("#", "__")
+        wc = working_copy(src, dest) if sealed is None else sealed_copy(src, sealed, dest)
         ws = Workspace(spec, wc, open_env_sandbox(spec, wc, warm=True))
         with _lock:
             _warm[key] = ws
-    ws.reset(src.commit_sha)
+    elif sealed is None:
+        ws.reset(src.commit_sha)
+    else:
+        ws.seal(src, sealed)
     yield ws
 
 

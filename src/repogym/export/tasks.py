@@ -10,9 +10,9 @@ from pathlib import Path
 
 from repogym.environment import EnvSpec
 from repogym.errors import RepogymError
-from repogym.grading import gold_patch_args
+from repogym.grading import gold_patch
 from repogym.records import ValidatedRecord
-from repogym.repo import RepoSource, apply_diff, diff, git, open_repo, temp_sealed_copy
+from repogym.repo import RepoSource, git, open_repo, temp_sealed_copy
 from repogym.taskset import StateDir, TaskRow, load_state
 
 
@@ -67,8 +67,7 @@ def seal(
             git(["bundle", "create", "-q", str(bundle.resolve()), "HEAD", "main"], cwd=wc)
         if bare is not None:
             _push(wc, commit, bare, f"repogym/{instance_id(rec.task_id)}")
-        apply_diff(wc, rec.src_diff, reverse=True, extra=gold_patch_args(rec))
-        return commit, diff(wc, commit)
+        return commit, gold_patch(src, rec)
 
 
 def _push(wc: Path, commit: str, bare: Path, branch: str) -> None:
