@@ -8,6 +8,8 @@ under its distribution name (``yaml`` -> PyYAML).
 from __future__ import annotations
 
 import ast
+import functools
+import os
 import sys
 from pathlib import Path
 
@@ -117,20 +119,33 @@ def importers(repo_dir: Path, modules: list[str]) -> list[str]:
         if rel in modules:
             continue
         try:
-            tree = ast.parse((repo_dir / rel).read_text(errors="replace"))
-        except (SyntaxError, ValueError, OSError):
+            text = (repo_dir / rel).read_text(errors="replace")
+        except OSError:
             continue
         package = rel.removesuffix(".py").replace("/", ".").rsplit(".", 1)[0] if "/" in rel else ""
-        if any(_names(w, name) for name in _modules_named(tree, package) for w in wanted):
+        if any(_names(w, name) for name in _modules_of(text, package) for w in wanted):
             out.append(rel)
     return out
 
 
+@functools.lru_cache(maxsize=4096)
+def _modules_of(text: str, package: str) -> frozenset[str]:
+    """``_modules_named`` of a module's source, remembered: validation asks for every test module of the same
+    working copy with each candidate, and parsing them all cost a candidate 0.1 s on cachetools."""
+    try:
+        return frozenset(_modules_named(ast.parse(text), package))
+    except (SyntaxError, ValueError):
+        return frozenset()
+
+
 def _test_modules(repo_dir: Path) -> list[str]:
-    found = (p.relative_to(repo_dir).as_posix() for p in repo_dir.rglob("*.py"))
-    return sorted(
-        rel for rel in found if is_test_path(rel) and not any(part.startswith(".") for part in rel.split("/"))
-    )
+    """The test modules of ``repo_dir``, outside hidden folders (``.git``, ``.venv``, which are not walked)."""
+    found = []
+    for root, dirs, files in os.walk(repo_dir):
+        dirs[:] = [d for d in dirs if not d.startswith(".")]
+        at = Path(root).relative_to(repo_dir)
+        found += [(at / f).as_posix() for f in files if f.endswith(".py") and not f.startswith(".")]
+    return sorted(rel for rel in found if is_test_path(rel))
 
 
 def _names(module: str, name: str) -> bool:
