@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, git, make_git_repo, run_cli
 
+from repogym import baserun
+from repogym.repo import open_repo
 from repogym.sandbox.bwrap import bwrap_available
 
 needs_bwrap = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
@@ -263,3 +265,31 @@ def test_no_passing_test_is_refused_in_the_runners_words(tmp_path: Path) -> None
     assert "no test passes at the base commit" in r.stderr and "AssertionError" in r.stderr, r.stderr
     assert "--test-deps" in r.stderr and "--test-command" in r.stderr
     assert not (tmp_path / "state" / "tasks.jsonl").exists()
+
+
+def test_property_based_tests_draw_the_same_examples_in_every_run(tmp_path: Path) -> None:
+    """A hypothesis test draws new examples each run unless seeded: the base run's two runs (and every later one)
+    must draw the same, or a test that fails for rare inputs flips between known failure and PASS_TO_PASS."""
+    drawn = tmp_path / "drawn"
+    drawn.mkdir()
+    prop = f"""
+        import os
+        from pathlib import Path
+
+        from hypothesis import given, settings, strategies as st
+
+        import calc
+
+        @settings(max_examples=30, database=None)
+        @given(st.integers(), st.integers())
+        def test_add_commutes(a, b):
+            with (Path({str(drawn)!r}) / str(os.getpid())).open("a") as f:
+                f.write(f"{{a}} {{b}}\\n")
+            assert calc.add(a, b) == calc.add(b, a)
+    """
+    repo = _repo(tmp_path, {"tests/test_prop.py": prop})
+    spec = baserun.prepare_with_base(open_repo(repo), "process")  # the process backend: it writes to the host
+    assert "--hypothesis-seed=0" in spec.test_env["PYTEST_ADDOPTS"]
+    assert any("property-based tests draw with a fixed seed" in n for n in spec.notes)
+    runs = [p.read_text() for p in drawn.iterdir()]
+    assert len(runs) == 2 and runs[0] == runs[1] and len(runs[0].splitlines()) >= 10, runs

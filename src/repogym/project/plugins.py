@@ -20,6 +20,12 @@ _LIST = (
     "print(json.dumps(sorted({e.name for e in m.entry_points(group='pytest11')})))"
 )
 
+# Hypothesis draws new examples each run, so a property-based test that fails for rare inputs fails in some runs
+# only: at the base (a known failure one run, a PASS_TO_PASS test the next), or with the gold patch. With a fixed
+# seed every run draws the same examples, and the base run, the checks and every grade see the same test.
+HYPOTHESIS = "hypothesispytest"
+HYPOTHESIS_SEED = "--hypothesis-seed=0"
+
 
 def autoload_off_env(sandbox: Sandbox) -> tuple[dict[str, str], str]:
     """(the test environment variables, a note for env.json). When a plugin is an attribute of a module
@@ -32,5 +38,7 @@ def autoload_off_env(sandbox: Sandbox) -> tuple[dict[str, str], str]:
     odd = [v for v in values if ":" in v]
     if odd:
         return {}, f"pytest plugin {odd[0]} is not a module; plugin autoloading stays on"
-    env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTEST_ADDOPTS": " ".join(f"-p {v}" for v in values)}
-    return env, f"pytest plugin autoloading off; the environment's own plugins: {', '.join(values) or 'none'}"
+    opts = [f"-p {v}" for v in values] + ([HYPOTHESIS_SEED] if HYPOTHESIS in values else [])
+    env = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTEST_ADDOPTS": " ".join(opts)}
+    seeded = f"; property-based tests draw with a fixed seed ({HYPOTHESIS_SEED})" if HYPOTHESIS in values else ""
+    return env, f"pytest plugin autoloading off; the environment's own plugins: {', '.join(values) or 'none'}{seeded}"
