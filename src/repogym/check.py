@@ -6,9 +6,10 @@ has imported pytest (workspace.py).
 Tests that fail, error, are skipped or are flaky at the base (spec.base) are left out of every verdict.
 
 1. task state (base + src.diff): every test passes and at least one ran (the whole suite).
-2. task state + tests.diff: at least one test fails; those are FAIL_TO_PASS. Only the test files tests.diff
-   touches run (the rest of the suite is check 1's), unless it touches a conftest or a non-Python file, or the
-   selection cannot run; ``select=False`` runs the whole suite.
+2. task state + tests.diff: at least one test fails; those are FAIL_TO_PASS. Only the tests tests.diff adds run
+   (the rest of the suite is check 1's), or the whole test files it touches when it does more than add tests
+   (added_tests.py), unless it touches a conftest or a non-Python file, or the selection cannot run;
+   ``select=False`` runs the whole suite.
 3. task state + tests.diff + gold patch (reverse src.diff outside the test files): every test passes, every
    FAIL_TO_PASS test passes, and no test that passed in check 1 (PASS_TO_PASS) fails or goes missing (the whole
    suite).
@@ -26,6 +27,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from repogym import baserun
+from repogym.added_tests import added_tests
 from repogym.environment import EnvSpec
 from repogym.errors import RepogymError
 from repogym.executor import Executor, InfrastructureFailure, LocalExecutor
@@ -41,17 +43,19 @@ T = TypeVar("T")
 Outcome = tuple[TestRun | None, str | None]
 
 
-def _state(wc: Path, rec: ValidatedRecord, tests: bool) -> str | None:
-    """Bring a base working copy to the task state (with tests.diff); returns a reason when a diff does not apply."""
-    steps = [("src.diff", rec.src_diff)] + ([("tests.diff", rec.tests_diff)] if tests else [])
-    for name, patch in steps:
-        if not patch.strip():
-            return f"{name} is empty"
-        try:
-            apply_diff(wc, patch)
-        except GitError as e:
-            return f"{name} does not apply: {e}"
+def _apply(wc: Path, name: str, patch: str) -> str | None:
+    """Apply src.diff or tests.diff to a working copy; returns a reason when it is empty or does not apply."""
+    if not patch.strip():
+        return f"{name} is empty"
+    try:
+        apply_diff(wc, patch)
+    except GitError as e:
+        return f"{name} does not apply: {e}"
     return None
+
+
+def _text(path: Path) -> str | None:
+    return path.read_text(errors="replace") if path.is_file() else None
 
 
 def run_state(
@@ -64,16 +68,22 @@ def run_state(
     select: list[str] | None = None,
     warm: bool = False,
 ) -> Outcome:
-    """Check 1's or 2's run (``select``: only these test files and the test modules that import them), judged
-    without the ``excluded`` tests (the base's known failures and flaky tests); ``warm``: in this thread's kept
-    working copy (see workspace.py). Check 3 runs through the grader (``grading.run_solution``): a sealed copy, as
-    every agent's grade."""
+    """Check 1's or 2's run (``select``: only these test files, or only the tests tests.diff adds to them when
+    that is all it does (added_tests.py), and the test modules that import them), judged without the
+    ``excluded`` tests (the base's known failures and flaky tests); ``warm``: in this thread's kept working copy
+    (see workspace.py). Check 3 runs through the grader (``grading.run_solution``): a sealed copy, as every
+    agent's grade."""
     with workspace(src, spec, warm, prefix="repogym-check-") as ws:
-        reason = _state(ws.wc, rec, tests)
+        reason = _apply(ws.wc, "src.diff", rec.src_diff)
+        before = {f: _text(ws.wc / f) for f in select or []}
+        if not reason and tests:
+            reason = _apply(ws.wc, "tests.diff", rec.tests_diff)
         if reason:
             return None, reason
         if select is not None:
-            select = select + importers(ws.wc, select)  # a module that imports a test module runs what it adds
+            added = added_tests(before, {f: _text(ws.wc / f) for f in select})
+            # a module that imports a test module runs what it adds
+            select = (added if added else select) + importers(ws.wc, select)
         return ws.run(timeout_s, select).without(excluded or set()), None
 
 
