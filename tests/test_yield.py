@@ -95,9 +95,13 @@ SHOP = {
         import subprocess
         import sys
 
+        CODE = "from shop.cart import discount; assert discount(100) == 90"
+
         def test_discount_in_a_process():
-            code = "from shop.cart import discount; assert discount(100) == 90"
-            assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+            assert subprocess.run([sys.executable, "-c", CODE]).returncode == 0
+
+        def test_discount_in_an_isolated_process():
+            assert subprocess.run([sys.executable, "-I", "-c", CODE]).returncode == 0
         """,
 }
 
@@ -121,8 +125,10 @@ def test_coverage_map_records_which_test_runs_which_line(shop: tuple[RepoSource,
     cov = coverage_map(src, spec)
     assert cov is not None
     text = textwrap.dedent(SHOP["shop/cart.py"]).lstrip()
-    assert sorted(cov.tests) == sorted([*(f"tests/test_cart.py::{t}" for t in _tests()), CLI_TEST])
-    assert [cov.tests[i] for i in cov.opaque] == [CLI_TEST], "its code runs in another process: opaque"
+    assert sorted(cov.tests) == sorted([*(f"tests/test_cart.py::{t}" for t in _tests()), CLI_TEST, ISOLATED_TEST])
+    assert [cov.tests[i] for i in cov.opaque] == [ISOLATED_TEST], "its process ignores PYTHONPATH: unseen, opaque"
+    cut = {"shop/cart.py": [_line(text, "cut = amount * percent // 100")]}
+    assert CLI_TEST in cov.covering(cut), "the process it started was traced for it"
     raise_line = _line(text, 'raise ValueError("negative amount")')
     assert cov.covering({"shop/cart.py": [raise_line]}) == ["tests/test_cart.py::test_with_tax_rejects_negative"]
     loop_body = _line(text, "total += price")
@@ -137,6 +143,7 @@ def test_coverage_map_records_which_test_runs_which_line(shop: tuple[RepoSource,
 
 
 CLI_TEST = "tests/test_cli.py::test_discount_in_a_process"
+ISOLATED_TEST = "tests/test_cli.py::test_discount_in_an_isolated_process"
 
 
 def _tests() -> list[str]:
@@ -216,18 +223,22 @@ def test_change_aware_validation_and_check_2_on_a_small_project(shop: tuple[Repo
 
 
 def test_opaque_tests_run_with_every_change(shop: tuple[RepoSource, EnvSpec]) -> None:
-    """A test that runs the code in a process of its own executes no line the tracer sees; it is selected for
-    every change (without that, FAIL_TO_PASS would miss it and the task state would fail it)."""
+    """A test whose process the tracer cannot see (isolated: it ignores PYTHONPATH) is selected for every change
+    (without that, FAIL_TO_PASS would miss it and the task state would fail it); one whose process reported its
+    lines is selected like any test."""
     src, spec = shop
     cov = coverage_map(src, spec)
     assert cov is not None
     text = textwrap.dedent(SHOP["shop/cart.py"]).lstrip()
     cut = {"shop/cart.py": [_line(text, "cut = amount * percent // 100")]}
-    assert CLI_TEST not in cov.covering(cut) and CLI_TEST in cov.selection(cut)
+    assert ISOLATED_TEST not in cov.covering(cut) and ISOLATED_TEST in cov.selection(cut)
+    subtotal = {"shop/cart.py": [_line(text, "total += price")]}
+    assert CLI_TEST not in cov.selection(subtotal) and ISOLATED_TEST in cov.selection(subtotal)
     task = next(t for t in _synth(src, cov, 40, 0) if t.changed_symbols == ["discount"] and "percent" in t.patches)
     base = validate.Baseline(spec)
     full = validate.validate_auto(task, src, spec, base, base.timeout())
-    assert CLI_TEST.replace("/", ".").replace(".py::", "::") in full.FAIL_TO_PASS
+    for test in (CLI_TEST, ISOLATED_TEST):
+        assert test.replace("/", ".").replace(".py::", "::") in full.FAIL_TO_PASS
     sel = validate.validate_auto(task, src, spec, base, base.timeout(), coverage=cov)
     assert (sel.FAIL_TO_PASS, sel.PASS_TO_PASS) == (full.FAIL_TO_PASS, full.PASS_TO_PASS)
     assert sel.tests_diff == full.tests_diff

@@ -6,9 +6,12 @@ library's ``sys.settrace``; no plugin in the project's environment) records, per
 project's own files run while that test's setup, call and teardown run; lines run outside any test (imports,
 collection, class bodies, module bodies) are import-time lines, whose change can reach every test.
 
-Some tests run code the tracer cannot see, or run different code each time: those that start a process (the
-code runs in the child: a CLI test) and property-based ones (hypothesis draws new examples each run). They are
-opaque, and validation runs them with every candidate.
+A test that starts a Python process (a CLI test) has that process traced too: the probe puts a
+``sitecustomize`` on PYTHONPATH that traces any interpreter started while a test runs and reports its lines, at
+exit, for that test. Some tests still run code the tracer cannot see, or different code each time: those that
+started a process that reported nothing (not Python, isolated with ``-I``, killed, given an environment of its
+own) and property-based ones (hypothesis: what a run draws and whether it meets a deadline can change with the
+code and the machine's load). They are opaque, and validation runs them with every candidate.
 """
 
 from __future__ import annotations
@@ -22,24 +25,11 @@ from repogym.environment import EnvSpec, open_env_sandbox
 from repogym.progress import stage
 from repogym.repo import RepoSource, cache_dir, temp_working_copy
 
-FORMAT = 2  # in the cache file's name: a new probe records the map anew
+FORMAT = 3  # in the cache file's name: a new probe records the map anew
 TRACE_SLOWDOWN = 30  # how many base runs the traced run may take
 
-_PROBE = r"""
-import json, os, sys, threading, time
-import pytest
-
-root = os.getcwd() + os.sep
-tests, per_test, seconds, at_import, opaque = [], [], [], set(), []
-current = [None]
-spawned = [False]
-wanted = {}
-SPAWNS = {"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.fork", "os.forkpty", "os.spawn"}
-
-def audit(event, args):
-    if event in SPAWNS and current[0] is not None:
-        spawned[0] = True
-
+# Which files' lines count: the project's own, not its tests, conftests or installed packages.
+_KEEP = r"""
 def keep(filename):
     hit = wanted.get(filename)
     if hit is None:
@@ -48,7 +38,73 @@ def keep(filename):
                                   and not name.startswith("test_") and not name.endswith("_test.py")
                                   and name != "conftest.py")
     return hit
+"""
 
+# Traces a Python process that a test started (imported by the sitecustomize the probe puts on PYTHONPATH): its
+# lines are reported, at exit, for the test that was running.
+_CHILD = (
+    r"""
+import atexit, json, os, sys, threading
+
+root, test = os.environ["REPOGYM_TRACE_ROOT"], os.environ["REPOGYM_TRACE_TEST"]
+cwd, hits, wanted = os.getcwd(), set(), {}
+"""
+    + _KEEP
+    + r"""
+def absolute(filename):
+    return filename if os.path.isabs(filename) else os.path.join(cwd, filename)
+
+def local(frame, event, arg):
+    if event == "line":
+        hits.add((absolute(frame.f_code.co_filename), frame.f_lineno))
+    return local
+
+def trace(frame, event, arg):
+    return local if keep(absolute(frame.f_code.co_filename)) else None
+
+def report():
+    sys.settrace(None)
+    try:
+        path = os.path.join(os.environ["REPOGYM_TRACE_REPORTS"], f"{test}-{os.getpid()}.json")
+        with open(path, "w") as f:
+            json.dump([int(test), sorted(hits)], f)
+    except Exception:
+        pass
+
+atexit.register(report)
+threading.settrace(trace)
+sys.settrace(trace)
+"""
+)
+
+_SITECUSTOMIZE = 'import os\nif os.environ.get("REPOGYM_TRACE_TEST"):\n    import repogym_trace_child\n'
+
+_PROBE = (
+    r"""
+import json, os, sys, tempfile, threading, time
+import pytest
+
+root = os.getcwd() + os.sep
+tests, per_test, seconds, at_import, spawns, hypothesis = [], [], [], set(), [], []
+current = [None]
+spawned = [0]
+wanted = {}
+SPAWNS = {"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.fork", "os.forkpty", "os.spawn"}
+
+site, reports = tempfile.mkdtemp(), tempfile.mkdtemp()
+with open(os.path.join(site, "sitecustomize.py"), "w") as f:
+    f.write(os.environ.pop("REPOGYM_SITECUSTOMIZE"))
+with open(os.path.join(site, "repogym_trace_child.py"), "w") as f:
+    f.write(os.environ.pop("REPOGYM_TRACE_CHILD"))
+os.environ["PYTHONPATH"] = os.pathsep.join([site, *filter(None, [os.environ.get("PYTHONPATH")])])
+os.environ.update(REPOGYM_TRACE_ROOT=root, REPOGYM_TRACE_REPORTS=reports)
+
+def audit(event, args):
+    if event in SPAWNS and current[0] is not None:
+        spawned[0] += 1
+"""
+    + _KEEP
+    + r"""
 def local(frame, event, arg):
     if event == "line":
         hits = current[0]
@@ -64,13 +120,15 @@ def trace(frame, event, arg):
 class PerTest:
     @pytest.hookimpl(hookwrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
-        current[0], spawned[0] = set(), False
+        current[0], spawned[0] = set(), 0
+        os.environ["REPOGYM_TRACE_TEST"] = str(len(tests))
         start = time.perf_counter()
         yield
+        os.environ.pop("REPOGYM_TRACE_TEST", None)
         seconds.append(round(time.perf_counter() - start, 4))
         function = getattr(item, "obj", None)
-        if spawned[0] or getattr(function, "is_hypothesis_test", False) or hasattr(function, "hypothesis"):
-            opaque.append(len(tests))
+        hypothesis.append(getattr(function, "is_hypothesis_test", False) or hasattr(function, "hypothesis"))
+        spawns.append(spawned[0])
         tests.append(item.nodeid)
         per_test.append(current[0])
         current[0] = None
@@ -84,6 +142,18 @@ try:
 finally:
     sys.settrace(None)
     threading.settrace(None)
+    reported = [0] * len(tests)
+    for name in os.listdir(reports):
+        try:
+            with open(os.path.join(reports, name)) as f:
+                i, pairs = json.load(f)
+        except Exception:
+            continue
+        if 0 <= i < len(tests):
+            reported[i] += 1
+            per_test[i].update((filename, line) for filename, line in pairs if keep(filename))
+    # opaque: a process the test started ran unseen (not Python, isolated, killed), or hypothesis drew examples
+    opaque = [i for i in range(len(tests)) if hypothesis[i] or spawns[i] > reported[i]]
     sets, index, lines = [], {}, {}
     by_line = {}
     for i, hits in enumerate(per_test):
@@ -103,6 +173,7 @@ finally:
                    "opaque": opaque}, f)
 sys.exit(int(code))
 """
+)
 
 
 @dataclass
@@ -188,7 +259,13 @@ def probe(spec: EnvSpec, wc: Path, timeout_s: float = 900.0) -> CoverageMap | No
         host.unlink(missing_ok=True)
         cmd = f"{spec.setup_command} && " if spec.setup_command else ""
         cmd += "python3 -c " + shlex.quote(_PROBE)
-        env = {**spec.test_env, "REPOGYM_COVERAGE": out, "REPOGYM_PYTEST_ARGS": json.dumps(spec.pytest_args)}
+        env = {
+            **spec.test_env,
+            "REPOGYM_COVERAGE": out,
+            "REPOGYM_PYTEST_ARGS": json.dumps(spec.pytest_args),
+            "REPOGYM_SITECUSTOMIZE": _SITECUSTOMIZE,
+            "REPOGYM_TRACE_CHILD": _CHILD,
+        }
         sb.exec(cmd, env=env, timeout_s=timeout_s, max_output_bytes=100_000)
         if not host.exists():
             return None
