@@ -71,6 +71,15 @@ FILES = {
         def test_environment():
             assert os.environ.get("VIRTUAL_ENV") and sys.argv
         """,
+    "tests/test_words.py": """
+        import pytest
+
+        WORDS = list({"ant", "bee", "cat", "dog", "eel", "fox"})  # in an order the hash seed decides
+
+        @pytest.mark.parametrize("word, box", [(w, [w]) for w in WORDS])
+        def test_word(word, box):  # ids: ant-box0, bee-box1, ...: which word gets which number is the seed's
+            assert box == [word]
+        """,
 }
 
 
@@ -250,3 +259,15 @@ def test_a_kept_sealed_copy_holds_only_the_last_task_state(calc: tuple[RepoSourc
 
 def _has(wc: Path, sha: str) -> bool:
     return subprocess.run(["git", "cat-file", "-e", sha], cwd=wc).returncode == 0
+
+
+def test_every_run_has_the_same_hash_seed_cold_or_warm(calc: tuple[RepoSource, EnvSpec]) -> None:
+    """Test ids built from a set's order are the same in every run: cold runs (each a new interpreter) and the
+    warm server's children alike (a base run that saw other ids would call the grade's tests missing)."""
+    src, spec = calc
+    with workspace(src, spec, warm=True) as ws:
+        warm = ws.run(60, ["tests/test_words.py"])
+        colds = [_cold(spec, ws.wc, ["tests/test_words.py"]) for _ in range(3)]
+    close_warm()
+    assert len(warm.passed) == 6
+    assert all(sorted(c.passed) == sorted(warm.passed) for c in colds), [warm.passed, *(c.passed for c in colds)]

@@ -22,7 +22,7 @@ from repogym.repo import RepoSource, cache_dir, temp_working_copy
 from repogym.testresults import DOC_SUFFIXES, TestRun, test_location
 
 KEEP_GOING = "--continue-on-collection-errors"
-RECORD_FORMAT = 4  # in the cache file's name: a new way of judging the base run records it anew
+RECORD_FORMAT = 5  # in the cache file's name: a new way of judging the base run records it anew
 
 
 def _run(src: RepoSource, spec: EnvSpec, timeout_s: float) -> TestRun:

@@ -6,7 +6,7 @@ keeps one copy of each kind, reset between candidates (to the base with git rese
 private /tmp emptied), and one sandbox per copy whose server has imported pytest, so that a run is a fork
 (sandbox/session_server.py).
 A small suite's run is mostly the interpreter's start and pytest's import: warm, the example's selected run
-takes 0.10 s instead of 0.26 s. A suite that is not plain pytest, or a backend without sessions, runs cold in
+takes 0.07 s instead of 0.26 s. A suite that is not plain pytest, or a backend without sessions, runs cold in
 the warm working copy.
 """
 

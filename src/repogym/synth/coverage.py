@@ -25,7 +25,7 @@ from repogym.environment import EnvSpec, open_env_sandbox
 from repogym.progress import stage
 from repogym.repo import RepoSource, cache_dir, temp_working_copy
 
-FORMAT = 3  # in the cache file's name: a new probe records the map anew
+FORMAT = 4  # in the cache file's name: a new probe records the map anew
 TRACE_SLOWDOWN = 30  # how many base runs the traced run may take
 
 # Which files' lines count: the project's own, not its tests, conftests or installed packages.
