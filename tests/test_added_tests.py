@@ -42,3 +42,11 @@ def test_anything_but_added_tests_runs_the_whole_files() -> None:
         assert added_tests({FILE: TASK_STATE}, {FILE: after}) is None, after
     assert added_tests({FILE: TASK_STATE}, {FILE: None}) is None
     assert added_tests({FILE: TASK_STATE}, {FILE: "def test_x(:\n"}) is None
+
+
+def test_tests_added_to_a_base_class_run_the_whole_file() -> None:
+    """A subclass in the file inherits the added method: it fails there too, so the whole file runs."""
+    sub = "class TestMore(TestOps):\n    pass\n"
+    before = TASK_STATE + "\n\n" + sub
+    after = HEAD + KEPT + CLASS.format(method=METHOD, deeper="") + "\n\n" + sub
+    assert added_tests({FILE: before}, {FILE: after}) is None

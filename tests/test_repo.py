@@ -5,10 +5,13 @@ import tarfile
 from pathlib import Path
 
 import pytest
-from conftest import git
+from conftest import git, make_git_repo
 
 from repogym import repo
 from repogym.errors import RepogymError
+from repogym.grading import gold_patch
+from repogym.records import ValidatedRecord
+from repogym.repo import apply_diff, diff, open_repo, temp_sealed_copy, temp_working_copy
 
 
 def test_open_worktree_and_copy_is_isolated(scheme_repo: Path) -> None:
@@ -96,3 +99,27 @@ def test_apply_diff_names_file_and_hunk(scheme_repo: Path) -> None:
             repo.apply_diff(wc, d)
         with pytest.raises(repo.GitError, match="corrupt patch"):
             repo.apply_diff(wc, "diff --git a/x b/x\n--- a/x\n+++ b/x\n@@ -1 +1 @@\ngarbage\n")
+
+
+def test_the_gold_patch_restores_files_with_spaces_renames_and_keeps_the_tests(tmp_path: Path) -> None:
+    """The gold patch is reverse(src.diff) outside the files tests.diff touches, whatever their names."""
+    root = tmp_path / "src"
+    root.mkdir()
+    (root / "my mod.py").write_text("x = 1\n")
+    (root / "b.py").write_text("".join(f"y{i} = {i}\n" for i in range(20)))
+    (root / "test_b.py").write_text("def test_b():\n    pass\n")
+    src = open_repo(make_git_repo(root, tmp_path / "repo"))
+    with temp_working_copy(src) as wc:
+        (wc / "my mod.py").write_text("x = 2\n")
+        git(wc, "mv", "b.py", "c.py")
+        (wc / "test_b.py").write_text("")
+        src_diff = diff(wc)
+    tests_diff = "diff --git a/test_b.py b/test_b.py\n"  # touches the test file: its part of src.diff stays
+    rec = ValidatedRecord(
+        task_id="t/1", repo=str(tmp_path / "repo"), **{"src.diff": src_diff, "tests.diff": tests_diff}
+    )
+    with temp_sealed_copy(src, src_diff) as wc:
+        apply_diff(wc, gold_patch(src, rec))
+        assert (wc / "my mod.py").read_text() == "x = 1\n"
+        assert (wc / "b.py").is_file() and not (wc / "c.py").exists()
+        assert (wc / "test_b.py").read_text() == ""

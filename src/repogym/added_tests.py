@@ -25,12 +25,27 @@ def added_tests(before: dict[str, str | None], after: dict[str, str | None]) -> 
             out.append(rel)
             continue
         try:
-            old_body, new_body = ast.parse(old).body, ast.parse(new).body
+            new_tree = ast.parse(new)
+            old_body = ast.parse(old).body
         except (SyntaxError, ValueError):
             return None
-        if not _only_added(old_body, new_body, rel, out):
+        mine: list[str] = []
+        if not _only_added(old_body, new_tree.body, rel, mine) or _inherited(new_tree, mine):
             return None
+        out += mine
     return out
+
+
+def _inherited(tree: ast.Module, ids: list[str]) -> bool:
+    """Whether a class of the module names, as a base, a class that gained tests: its subclasses run them too."""
+    gained = {part for node_id in ids for part in node_id.split("::")[1:-1]}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ClassDef):
+            for base in node.bases:
+                name = base.id if isinstance(base, ast.Name) else base.attr if isinstance(base, ast.Attribute) else ""
+                if name in gained:
+                    return True
+    return False
 
 
 def _only_added(old: list[ast.stmt], new: list[ast.stmt], prefix: str, out: list[str]) -> bool:

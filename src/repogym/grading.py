@@ -87,14 +87,12 @@ def screen(patch: str, rec: ValidatedRecord, task_wc: Path, agent_wc: Path) -> t
 
 def gold_patch(src: RepoSource, rec: ValidatedRecord) -> str:
     """The gold patch as a diff against the task state: reverse(src.diff) outside the files tests.diff touches,
-    i.e. those files as the base has them."""
-    hidden = set(changed_files(rec.tests_diff))
-    files = [f for f in changed_files(rec.src_diff) if f not in hidden]
-    if not files:
-        return ""
+    applied to the task state's index in a scratch repository (repo.task_commit)."""
     with task_commit(src, rec.src_diff) as (scratch, commit):
-        args = ["--literal-pathspecs", "diff", "--binary", commit, src.commit_sha, "--", *files]
-        return git(args, cwd=scratch)
+        exclude = [f"--exclude={f}" for f in changed_files(rec.tests_diff)]
+        apply_diff(scratch, rec.src_diff, reverse=True, extra=["--cached", *exclude])
+        tree = git(["write-tree"], cwd=scratch).strip()
+        return git(["diff", "--binary", commit, tree], cwd=scratch)
 
 
 def run_solution(

@@ -222,12 +222,13 @@ def sealed_copy(src: RepoSource, src_diff: str, dest: Path, message: str = "task
     """
     in_place = dest.exists()
     with task_commit(src, src_diff, message) as (scratch, _commit):
-        shutil.rmtree(dest / ".git", ignore_errors=True)
+        if (dest / ".git").exists():
+            shutil.rmtree(dest / ".git")  # raises rather than leave an object behind
         git(["init", "-q", "-b", "main", str(dest)])
         git(["fetch", "-q", "--no-tags", "--update-head-ok", str(scratch), "main:refs/heads/main"], cwd=dest)
     git(["reset", "-q", "--hard", "main"], cwd=dest)
     if in_place:
-        git(["clean", "-q", "-f", "-d", "-x"], cwd=dest)
+        git(["clean", "-q", "-ff", "-d", "-x"], cwd=dest)  # -ff: a repository a test made goes too
     # FETCH_HEAD names the host path it came from; ORIG_HEAD and the reflog are noise. None may reach the agent.
     for name in ("FETCH_HEAD", "ORIG_HEAD"):
         (dest / ".git" / name).unlink(missing_ok=True)
@@ -251,7 +252,7 @@ def task_commit(src: RepoSource, src_diff: str, message: str = "task") -> Iterat
         apply_diff(scratch, src_diff, extra=["--cached"])
         tree = git(["write-tree"], cwd=scratch).strip()
         commit = git(["commit-tree", tree, "-m", message], cwd=scratch).strip()
-        (scratch / ".git" / "refs" / "heads" / "main").write_text(f"{commit}\n")
+        git(["update-ref", "refs/heads/main", commit], cwd=scratch)
         yield scratch, commit
 
 

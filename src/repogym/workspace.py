@@ -59,7 +59,7 @@ class Workspace:
         (self.wc / ".git" / "index").unlink(missing_ok=True)
         git(["reset", "-q", sha], cwd=self.wc)
         git(["reset", "-q", "--hard", sha], cwd=self.wc)
-        git(["clean", "-q", "-f", "-d", "-x"], cwd=self.wc)
+        git(["clean", "-q", "-ff", "-d", "-x"], cwd=self.wc)
         self._tidy()
 
     def _tidy(self) -> None:

@@ -25,7 +25,7 @@ from repogym.environment import EnvSpec, open_env_sandbox
 from repogym.progress import stage
 from repogym.repo import RepoSource, cache_dir, temp_working_copy
 
-FORMAT = 4  # in the cache file's name: a new probe records the map anew
+FORMAT = 5  # in the cache file's name: a new probe records the map anew
 TRACE_SLOWDOWN = 30  # how many base runs the traced run may take
 
 # Which files' lines count: the project's own, not its tests, conftests or installed packages.
@@ -47,7 +47,12 @@ _CHILD = (
 import atexit, json, os, sys, threading
 
 root, test = os.environ["REPOGYM_TRACE_ROOT"], os.environ["REPOGYM_TRACE_TEST"]
-cwd, hits, wanted = os.getcwd(), set(), {}
+cwd, hits, wanted, spawned = os.getcwd(), set(), {}, [0]
+SPAWNS = {"subprocess.Popen", "os.system", "os.posix_spawn", "os.exec", "os.fork", "os.forkpty", "os.spawn"}
+
+def audit(event, args):
+    if event in SPAWNS:
+        spawned[0] += 1
 """
     + _KEEP
     + r"""
@@ -67,11 +72,12 @@ def report():
     try:
         path = os.path.join(os.environ["REPOGYM_TRACE_REPORTS"], f"{test}-{os.getpid()}.json")
         with open(path, "w") as f:
-            json.dump([int(test), sorted(hits)], f)
+            json.dump([int(test), sorted(hits), spawned[0]], f)
     except Exception:
         pass
 
 atexit.register(report)
+sys.addaudithook(audit)
 threading.settrace(trace)
 sys.settrace(trace)
 """
@@ -146,13 +152,15 @@ finally:
     for name in os.listdir(reports):
         try:
             with open(os.path.join(reports, name)) as f:
-                i, pairs = json.load(f)
+                i, pairs, more = json.load(f)
         except Exception:
             continue
         if 0 <= i < len(tests):
             reported[i] += 1
+            spawns[i] += more  # what the reporting process started in turn must report too
             per_test[i].update((filename, line) for filename, line in pairs if keep(filename))
-    # opaque: a process the test started ran unseen (not Python, isolated, killed), or hypothesis drew examples
+    # opaque: a process started during the test ran unseen (not Python, isolated, killed, os._exit), or its draws
+    # are hypothesis's
     opaque = [i for i in range(len(tests)) if hypothesis[i] or spawns[i] > reported[i]]
     sets, index, lines = [], {}, {}
     by_line = {}
