@@ -102,18 +102,16 @@ def validate_auto(
         _mark_changed(wc, changed)
         selection = _selection(coverage, task.lines or changed_lines(wc), spec)
         run, failing, selected = _with_change(ws, base, timeout_s, max_fail_fraction, selection, coverage)
-        source_files = _changed(wc)
-        test_files = separate_tests(ws, base, failing, source_files, timeout_s, subset=selected)
+        # Change-aware, the task state runs only what the removal can touch, after a whole run as after a
+        # selected one: either saw every test the change can alter.
+        test_files = separate_tests(ws, base, failing, changed, timeout_s, subset=coverage is not None)
         src_diff = diff(wc, src.commit_sha)
         if not set(changed) <= set(changed_files(src_diff)):
             raise Rejected(f"the source change is missing from src.diff (files {', '.join(changed)})")
-        # diff() staged the task state: commit that tree, bring the base's test files back (checkout stages
-        # them), and the staged difference is tests.diff.
-        tree = git(["write-tree"], cwd=wc).strip()
-        message = f"task state of {task.task_id}"
-        task_sha = git(["commit-tree", tree, "-p", src.commit_sha, "-m", message], cwd=wc).strip()
-        git(["checkout", "-q", src.commit_sha, "--", *test_files], cwd=wc)
-        tests_diff = git(["diff", "--cached", "--binary", task_sha], cwd=wc)
+        # diff() staged the task state: tests.diff takes its test files back to the base (-R swaps the sides
+        # and their prefixes, so they are named the other way round to read a/ -> b/ as every diff does).
+        tests_diff = git(["diff", "--cached", "--binary", "-R", "--src-prefix=b/", "--dst-prefix=a/",
+                          src.commit_sha, "--", *test_files], cwd=wc)  # fmt: skip
     passing = set(run.passed) | (base.passing - set(run.outcomes)) if selected else set(run.passed)
     record = ValidatedRecord(
         task_id=task.task_id,
