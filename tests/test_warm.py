@@ -16,6 +16,7 @@ import pytest
 from conftest import make_git_repo
 
 from repogym import baserun
+from repogym.bytecode_cache import CACHE_DIR
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.repo import RepoSource, diff, git, open_repo, temp_working_copy
 from repogym.sandbox import open_sandbox
@@ -173,6 +174,33 @@ def test_warm_runs_in_a_podman_container(base_image: str, tmp_path: Path) -> Non
         assert second is not None and second.exit_code == 1 and "assert 2 == 1" in second.stdout
         cold = sb.exec(["python3", "-m", "pytest", *args], timeout_s=120)
         assert cold.exit_code == second.exit_code
+
+
+def test_warm_runs_cache_bytecode_yet_never_run_an_old_version(calc: tuple[RepoSource, EnvSpec]) -> None:
+    """Same-size versions of a source module and of a test module with the same mtime (validation writes them
+    within a second): Python's and pytest's caches would take each for the last. Every run sees the version on
+    disk, like a cold run, and the compiled modules are cached outside the working copy."""
+    src, spec = calc
+    with workspace(src, spec, warm=True) as ws:
+        assert ws.sandbox is not None
+        ops, test = ws.wc / "calc" / "ops.py", ws.wc / "tests" / "test_ops.py"
+        ops_text, test_text, when = ops.read_text(), test.read_text(), ops.stat().st_mtime_ns
+        seen = []
+        for op, expected in (("+", "5"), ("-", "5"), ("*", "5"), ("*", "6"), ("+", "5")):
+            ops.write_text(ops_text.replace("return a + b", f"return a {op} b"))
+            test.write_text(test_text.replace("add(2, 3) == 5", f"add(2, 3) == {expected}"))
+            for path in (ops, test):
+                os.utime(path, ns=(when, when))
+            run = ws.run(60, ["tests/test_ops.py::test_add"])
+            assert run.outcomes == _cold(spec, ws.wc, ["tests/test_ops.py::test_add"]).outcomes
+            seen.append((run.failed, run.messages.get("tests.test_ops::test_add", "")))
+        failing = ["tests.test_ops::test_add"]
+        assert [failed for failed, _ in seen] == [[], failing, failing, [], []]
+        assert "-1 == 5" in seen[1][1] and "6 == 5" in seen[2][1]
+        cached = ws.sandbox.tmp_dir / CACHE_DIR
+        assert list(cached.rglob("ops.*.pyc")) and list(cached.rglob("test_ops.*pytest*.pyc"))
+        assert not list(ws.wc.rglob("__pycache__")), "the cache lives outside the working copy"
+    close_warm()
 
 
 def test_a_reset_restores_an_edit_that_git_stat_data_cannot_see(calc: tuple[RepoSource, EnvSpec]) -> None:

@@ -363,13 +363,15 @@ def run_tests(
     timeout_s: float = 900.0,
     max_output_bytes: int = 200_000,
     select: list[str] | None = None,
+    env: dict[str, str] | None = None,
 ) -> TestRun:
     """Run the suite once in ``sandbox`` and collect per-test outcomes; ``select``: only these tests (pytest node
-    ids or test files), for a pytest suite."""
+    ids or test files), for a pytest suite; ``env``: over the environment's own variables."""
     junit_inside = f"{sandbox.tmp_inside}/{JUNIT_FILE}"
     junit_host = sandbox.host_path(junit_inside)
     junit_host.unlink(missing_ok=True)
-    env = {**spec.test_env, "REPOGYM_JUNIT": junit_inside, "COVERAGE_FILE": f"{sandbox.tmp_inside}/.coverage"}
+    env = {**spec.test_env, "REPOGYM_JUNIT": junit_inside, "COVERAGE_FILE": f"{sandbox.tmp_inside}/.coverage",
+           **(env or {})}  # fmt: skip
     test_command = spec.test_command
     if select is not None and spec.pytest:
         test_command = f"{test_command} {shlex.join(selection_args(select))}"

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from repogym import env_venv
+from repogym import bytecode_cache, env_venv
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.repo import RepoSource, git, sealed_copy, temp_sealed_copy, temp_working_copy, working_copy
 from repogym.sandbox import Sandbox
@@ -36,13 +36,17 @@ class Workspace:
 
     def __init__(self, spec: EnvSpec, wc: Path, sandbox: Sandbox | None = None) -> None:
         self.spec, self.wc, self.sandbox = spec, wc, sandbox
+        self._stamped: dict[str, tuple[int, int]] = {}
 
     def run(self, timeout_s: float, select: list[str] | None = None) -> TestRun:
-        """The suite (or the ``select``ed tests) over the working copy as it is now."""
+        """The suite (or the ``select``ed tests) over the working copy as it is now; a kept copy's runs share a
+        bytecode cache (bytecode_cache.py)."""
         if self.sandbox is None:
             with open_env_sandbox(self.spec, self.wc) as sb:
                 return run_tests(self.spec, sb, timeout_s, select=select)
-        return run_tests(self.spec, self.sandbox, timeout_s, select=select)
+        bytecode_cache.stamp_sources(self.wc, self._stamped)
+        env = bytecode_cache.cache_env(self.sandbox.tmp_inside)
+        return run_tests(self.spec, self.sandbox, timeout_s, select=select, env=env)
 
     def seal(self, src: RepoSource, src_diff: str) -> None:
         """Become a sealed copy of ``src``'s task state (repo.sealed_copy, in place), with an empty /tmp."""
@@ -66,6 +70,7 @@ class Workspace:
         """The environment's overlay back in place, and the private /tmp emptied (the server's files aside)."""
         env_venv.place_overlay(self.spec, self.wc)
         if self.sandbox is not None:
+            bytecode_cache.forget_temporary(self.sandbox.tmp_dir, self.sandbox.tmp_inside)
             kept = _mount_points(self.sandbox)
             for entry in self.sandbox.tmp_dir.iterdir():
                 if entry.name.startswith(SERVER_FILES) or entry.name in kept:
