@@ -16,7 +16,6 @@ import pytest
 from conftest import make_git_repo
 
 from repogym import baserun
-from repogym.bytecode_cache import CACHE_DIR
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.repo import RepoSource, diff, git, open_repo, temp_working_copy
 from repogym.sandbox import open_sandbox
@@ -179,7 +178,7 @@ def test_warm_runs_in_a_podman_container(base_image: str, tmp_path: Path) -> Non
 def test_warm_runs_cache_bytecode_yet_never_run_an_old_version(calc: tuple[RepoSource, EnvSpec]) -> None:
     """Same-size versions of a source module and of a test module with the same mtime (validation writes them
     within a second): Python's and pytest's caches would take each for the last. Every run sees the version on
-    disk, like a cold run, and the compiled modules are cached outside the working copy."""
+    disk, like a cold run; the compiled modules stay in the copy's __pycache__ through a reset, and out of diffs."""
     src, spec = calc
     with workspace(src, spec, warm=True) as ws:
         assert ws.sandbox is not None
@@ -197,9 +196,10 @@ def test_warm_runs_cache_bytecode_yet_never_run_an_old_version(calc: tuple[RepoS
         failing = ["tests.test_ops::test_add"]
         assert [failed for failed, _ in seen] == [[], failing, failing, [], []]
         assert "-1 == 5" in seen[1][1] and "6 == 5" in seen[2][1]
-        cached = ws.sandbox.tmp_dir / CACHE_DIR
-        assert list(cached.rglob("ops.*.pyc")) and list(cached.rglob("test_ops.*pytest*.pyc"))
-        assert not list(ws.wc.rglob("__pycache__")), "the cache lives outside the working copy"
+        assert list(ws.wc.glob("calc/__pycache__/ops.*.pyc")) and list(ws.wc.glob("tests/__pycache__/*pytest*.pyc"))
+        assert diff(ws.wc, src.commit_sha) == "", "the cache is never part of a diff"
+    with workspace(src, spec, warm=True) as again:
+        assert list(again.wc.glob("calc/__pycache__/ops.*.pyc")), "a reset keeps the cache"
     close_warm()
 
 

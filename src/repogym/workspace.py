@@ -45,8 +45,7 @@ class Workspace:
             with open_env_sandbox(self.spec, self.wc) as sb:
                 return run_tests(self.spec, sb, timeout_s, select=select)
         bytecode_cache.stamp_sources(self.wc, self._stamped)
-        env = bytecode_cache.cache_env(self.sandbox.tmp_inside)
-        return run_tests(self.spec, self.sandbox, timeout_s, select=select, env=env)
+        return run_tests(self.spec, self.sandbox, timeout_s, select=select, env=bytecode_cache.CACHE_ENV)
 
     def seal(self, src: RepoSource, src_diff: str) -> None:
         """Become a sealed copy of ``src``'s task state (repo.sealed_copy, in place), with an empty /tmp."""
@@ -54,7 +53,8 @@ class Workspace:
         self._tidy()
 
     def reset(self, sha: str) -> None:
-        """Back to commit ``sha`` with nothing else: no change, no file a test left, an empty /tmp.
+        """Back to commit ``sha`` with nothing else: no change, no file a test left (the bytecode cache aside,
+        see bytecode_cache.py), an empty /tmp.
 
         git's index trusts file stat data, and an edit that keeps a file's size within the same timestamp tick as
         the last reset looks unchanged to it (seen on pluggy: another task's change survived `reset --hard`). So
@@ -63,14 +63,13 @@ class Workspace:
         (self.wc / ".git" / "index").unlink(missing_ok=True)
         git(["reset", "-q", sha], cwd=self.wc)
         git(["reset", "-q", "--hard", sha], cwd=self.wc)
-        git(["clean", "-q", "-ff", "-d", "-x"], cwd=self.wc)
+        git(["clean", "-q", "-ff", "-d", "-x", "-e", bytecode_cache.KEPT], cwd=self.wc)
         self._tidy()
 
     def _tidy(self) -> None:
         """The environment's overlay back in place, and the private /tmp emptied (the server's files aside)."""
         env_venv.place_overlay(self.spec, self.wc)
         if self.sandbox is not None:
-            bytecode_cache.forget_temporary(self.sandbox.tmp_dir, self.sandbox.tmp_inside)
             kept = _mount_points(self.sandbox)
             for entry in self.sandbox.tmp_dir.iterdir():
                 if entry.name.startswith(SERVER_FILES) or entry.name in kept:
