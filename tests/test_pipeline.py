@@ -361,6 +361,27 @@ def test_remove_tests_cuts_several_functions_of_one_file_by_position(tmp_path: P
     assert not (tmp_path / "tests" / "test_b.py").exists()
 
 
+def test_removing_every_test_of_a_class_leaves_a_class_that_compiles(tmp_path: Path) -> None:
+    """A TestCase whose every test fails loses them all: its body becomes `pass`, so the module still collects
+    (an empty body would be a syntax error, and the whole module would move into tests.diff)."""
+    from repogym.validate import remove_tests
+
+    text = (
+        "from unittest import TestCase\n\n\nclass SumTests(TestCase):\n    def test_one(self):\n        pass\n\n"
+        "    @staticmethod\n    def test_two():\n        pass\n\n\nclass KeptTests(TestCase):\n"
+        "    def test_kept(self):\n        pass\n"
+    )
+    (tmp_path / "tests").mkdir()
+    (tmp_path / "tests" / "test_sums.py").write_text(text)
+    assert remove_tests(tmp_path, ["tests.test_sums.SumTests::test_one", "tests.test_sums.SumTests::test_two"]) == [
+        "tests/test_sums.py"
+    ]
+    left = (tmp_path / "tests" / "test_sums.py").read_text()
+    compile(left, "test_sums.py", "exec")
+    assert "test_one" not in left and "test_two" not in left and "class SumTests(TestCase):\n    pass\n" in left
+    assert "def test_kept" in left
+
+
 def test_a_failing_text_doctest_moves_whole(tmp_path: Path) -> None:
     from repogym.validate import Rejected, remove_tests
 

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from repogym import baserun, describe, patches, testresults
 from repogym.agents.external import ExternalAgentConfig, external_trajectory
@@ -388,10 +388,10 @@ def _remove_functions(path: Path, wanted: set[tuple[tuple[str, ...], str]]) -> b
         return False
     lines = re.split(r"(?<=\n)", text)  # lines as the parser counts them (not at form feeds, as splitlines does)
     ending = "\r\n" if "\r\n" in text else "\n"
-    for _c, _f, first, last, indent, alone in spans:
-        while not alone and last < len(lines) and not lines[last].strip():
+    for _c, _f, first, last, indent, to_pass in spans:
+        while not to_pass and last < len(lines) and not lines[last].strip():
             last += 1  # the blank lines after the function go with it
-        lines[first - 1 : last] = [f"{indent}pass{ending}"] if alone else []
+        lines[first - 1 : last] = [f"{indent}pass{ending}"] if to_pass else []
     with path.open("w", newline="") as f:
         f.write("".join(lines))
     return True
@@ -400,17 +400,22 @@ def _remove_functions(path: Path, wanted: set[tuple[tuple[str, ...], str]]) -> b
 def _function_spans(
     tree: ast.Module, wanted: set[tuple[tuple[str, ...], str]]
 ) -> list[tuple[tuple[str, ...], str, int, int, str, bool]]:
-    """(class path, name, first line, last line, indent, only statement in its body) of each wanted function."""
+    """(class path, name, first line, last line, indent, whether it becomes `pass`) of each wanted function: the
+    first of a body that would be left empty (a class whose every test goes) becomes `pass`."""
     out: list[tuple[tuple[str, ...], str, int, int, str, bool]] = []
 
     def visit(body: list[ast.stmt], classes: tuple[str, ...]) -> None:
-        for node in body:
+        def goes(node: ast.stmt) -> TypeGuard[ast.FunctionDef | ast.AsyncFunctionDef]:
+            return isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (classes, node.name) in wanted
+
+        emptied = all(goes(node) for node in body)
+        for i, node in enumerate(body):
             if isinstance(node, ast.ClassDef):
                 visit(node.body, (*classes, node.name))
-            elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and (classes, node.name) in wanted:
+            elif goes(node):
                 first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
                 end = node.end_lineno or node.lineno
-                out.append((classes, node.name, first, end, " " * node.col_offset, len(body) == 1))
+                out.append((classes, node.name, first, end, " " * node.col_offset, emptied and i == 0))
 
     visit(tree.body, ())
     return out
