@@ -34,18 +34,22 @@ WARM_PREFIX = "repogym-warm-"  # + the owning process's id: a dead owner's copy 
 class Workspace:
     """A working copy and how to run its suite: in a sandbox of its own per run, or in a kept warm one."""
 
-    def __init__(self, spec: EnvSpec, wc: Path, sandbox: Sandbox | None = None) -> None:
-        self.spec, self.wc, self.sandbox = spec, wc, sandbox
+    def __init__(
+        self, spec: EnvSpec, wc: Path, sandbox: Sandbox | None = None, native_tracebacks: bool = False
+    ) -> None:
+        self.spec, self.wc, self.sandbox, self.native_tracebacks = spec, wc, sandbox, native_tracebacks
         self._stamped: dict[str, tuple[int, int]] = {}
 
     def run(self, timeout_s: float, select: list[str] | None = None) -> TestRun:
         """The suite (or the ``select``ed tests) over the working copy as it is now; a kept copy's runs share a
         bytecode cache (bytecode_cache.py)."""
+        native = self.native_tracebacks
         if self.sandbox is None:
             with open_env_sandbox(self.spec, self.wc) as sb:
-                return run_tests(self.spec, sb, timeout_s, select=select)
+                return run_tests(self.spec, sb, timeout_s, select=select, native_tracebacks=native)
         bytecode_cache.stamp_sources(self.wc, self._stamped)
-        return run_tests(self.spec, self.sandbox, timeout_s, select=select, env=bytecode_cache.CACHE_ENV)
+        env = bytecode_cache.CACHE_ENV
+        return run_tests(self.spec, self.sandbox, timeout_s, select=select, env=env, native_tracebacks=native)
 
     def seal(self, src: RepoSource, src_diff: str) -> None:
         """Become a sealed copy of ``src``'s task state (repo.sealed_copy, in place), with an empty /tmp."""
@@ -101,12 +105,13 @@ def workspace(
     src: RepoSource, spec: EnvSpec, warm: bool, prefix: str = "repogym-validate-", sealed: str | None = None
 ) -> Iterator[Workspace]:
     """A working copy of ``src`` at its base, or with ``sealed`` (a src.diff) a sealed copy of that task state
-    (repo.sealed_copy): this thread's warm one (reset, or sealed anew), or a fresh one removed afterwards."""
+    (repo.sealed_copy): this thread's warm one (reset, or sealed anew), or a fresh one removed afterwards. Their
+    runs (validation's and the checks') report failures in Python's format (see environment.run_tests)."""
     if not warm:
         with (
             temp_working_copy(src, prefix=prefix) if sealed is None else temp_sealed_copy(src, sealed, prefix=prefix)
         ) as wc:
-            yield Workspace(spec, wc)
+            yield Workspace(spec, wc, native_tracebacks=True)
         return
     key = (threading.get_ident(), str(src.git_dir), src.commit_sha, spec.key, sealed is not None)
     with _lock:
@@ -116,7 +121,7 @@ def workspace(
         root = Path(tempfile.mkdtemp(prefix=f"{WARM_PREFIX}{os.getpid()}-"))
         dest = root / src.name.replace("#", "__")
         wc = working_copy(src, dest) if sealed is None else sealed_copy(src, sealed, dest)
-        ws = Workspace(spec, wc, open_env_sandbox(spec, wc, warm=True))
+        ws = Workspace(spec, wc, open_env_sandbox(spec, wc, warm=True), native_tracebacks=True)
         with _lock:
             _warm[key] = ws
     elif sealed is None:
