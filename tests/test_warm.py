@@ -21,7 +21,7 @@ from repogym.repo import RepoSource, diff, git, open_repo, temp_working_copy
 from repogym.sandbox import open_sandbox
 from repogym.sandbox.bwrap import bwrap_available
 from repogym.sandbox.session_server import warm_pytest
-from repogym.workspace import WARM_PREFIX, close_warm, workspace
+from repogym.workspace import WARM_PREFIX, Workspace, close_warm, workspace
 
 pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
 
@@ -109,6 +109,22 @@ def test_a_warm_run_sees_each_change_and_matches_a_cold_run(calc: tuple[RepoSour
         assert second.failed == ["tests.test_ops::test_add"], "the child imported the changed module anew"
         assert "assert -1 == 5" in second.output
         assert second.outcomes == _cold(spec, ws.wc, ["tests/test_ops.py::test_add"]).outcomes
+    close_warm()
+
+
+def test_pipeline_runs_report_failures_natively_and_grades_as_pytest_does(calc: tuple[RepoSource, EnvSpec]) -> None:
+    """Validation's and the checks' runs (warm or cold) report a failure in Python's format, which does not parse
+    the test's module; an agent's grade (a Workspace of its own) keeps pytest's, with the test's source."""
+    src, spec = calc
+    for warm in (True, False):
+        with workspace(src, spec, warm=warm) as ws:
+            ops = ws.wc / "calc" / "ops.py"
+            ops.write_text(ops.read_text().replace("return a + b", "return a - b"))
+            add, test_id = ["tests/test_ops.py::test_add"], "tests.test_ops::test_add"
+            message = ws.run(60, add).messages[test_id]
+            assert "Traceback (most recent call last)" in message and "assert -1 == 5" in message
+            graded = Workspace(spec, ws.wc).run(60, add).messages[test_id]
+            assert "Traceback (most recent call last)" not in graded and "def test_add():" in graded
     close_warm()
 
 
