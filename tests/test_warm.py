@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import make_git_repo
 
-from repogym import baserun
+from repogym import baserun, bytecode_cache
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.repo import RepoSource, diff, git, open_repo, temp_working_copy
 from repogym.sandbox import open_sandbox
@@ -199,7 +199,7 @@ def test_warm_runs_cache_bytecode_yet_never_run_an_old_version(calc: tuple[RepoS
     with workspace(src, spec, warm=True) as ws:
         assert ws.sandbox is not None
         ops, test = ws.wc / "calc" / "ops.py", ws.wc / "tests" / "test_ops.py"
-        ops_text, test_text, when = ops.read_text(), test.read_text(), ops.stat().st_mtime_ns
+        ops_text, test_text, when = ops.read_text(), test.read_text(), time.time_ns()
         seen = []
         for op, expected in (("+", "5"), ("-", "5"), ("*", "5"), ("*", "6"), ("+", "5")):
             ops.write_text(ops_text.replace("return a + b", f"return a {op} b"))
@@ -217,6 +217,44 @@ def test_warm_runs_cache_bytecode_yet_never_run_an_old_version(calc: tuple[RepoS
     with workspace(src, spec, warm=True) as again:
         assert list(again.wc.glob("calc/__pycache__/ops.*.pyc")), "a reset keeps the cache"
     close_warm()
+
+
+def test_a_reset_keeps_only_the_bytecode_of_files_that_are_left(
+    calc: tuple[RepoSource, EnvSpec], tmp_path: Path
+) -> None:
+    """A folder a test made, kept by its bytecode alone, would be a namespace package in the next candidate's runs;
+    compiled files of sources that are gone are dropped; a `__pycache__` link is removed, never followed."""
+    src, spec = calc
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "keep.cpython-311.pyc").write_bytes(b"x")
+    with workspace(src, spec, warm=True) as ws:
+        assert ws.bytecode and ws.run(60, ["tests/test_ops.py::test_add"]).passed
+        (ws.wc / "gen" / "__pycache__").mkdir(parents=True)
+        (ws.wc / "gen" / "mod.py").write_text("X = 1\n")
+        (ws.wc / "gen" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"x")
+        (ws.wc / "calc" / "__pycache__" / "gone.cpython-311.pyc").write_bytes(b"x")
+        (ws.wc / "calc" / "linked").mkdir()
+        (ws.wc / "calc" / "linked" / "__pycache__").symlink_to(outside)
+    with workspace(src, spec, warm=True) as again:
+        assert not (again.wc / "gen").exists() and not (again.wc / "calc" / "linked").exists()
+        assert not (again.wc / "calc" / "__pycache__" / "gone.cpython-311.pyc").exists()
+        assert list(again.wc.glob("calc/__pycache__/ops.*.pyc")), "the bytecode of files that are left stays"
+        assert (outside / "keep.cpython-311.pyc").exists()
+    close_warm()
+
+
+def test_a_repository_that_tracks_bytecode_gets_no_cache(tmp_path: Path) -> None:
+    """Runs would rewrite tracked compiled files, and src.diff would carry them."""
+    (tmp_path / "src" / "pkg").mkdir(parents=True)
+    (tmp_path / "src" / "pkg" / "mod.py").write_text("X = 1\n")
+    repo = make_git_repo(tmp_path / "src", tmp_path / "repo")
+    assert bytecode_cache.usable(repo)
+    (repo / "pkg" / "__pycache__").mkdir()
+    (repo / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"x")
+    git(["add", "-f", "pkg/__pycache__/mod.cpython-311.pyc"], cwd=repo)
+    git(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "pyc"], cwd=repo)
+    assert not bytecode_cache.usable(repo)
 
 
 def test_a_reset_restores_an_edit_that_git_stat_data_cannot_see(calc: tuple[RepoSource, EnvSpec]) -> None:

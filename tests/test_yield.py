@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import socket
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -18,12 +20,13 @@ from repogym.describe import forbidden_names, named
 from repogym.environment import EnvSpec
 from repogym.project.imports import importers
 from repogym.records import TaskRecord, ValidatedRecord
-from repogym.repo import RepoSource, open_repo, temp_working_copy
+from repogym.repo import RepoSource, changed_files, open_repo, temp_working_copy
 from repogym.sandbox.bwrap import bwrap_available
 from repogym.scripted_server import ScriptedServer
 from repogym.synth import procedural
 from repogym.synth.coverage import CoverageMap, coverage_map
 from repogym.taskset import difficulty
+from repogym.workspace import WARM_PREFIX, close_warm
 
 pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
 
@@ -213,13 +216,24 @@ def test_change_aware_validation_and_check_2_on_a_small_project(shop: tuple[Repo
             assert "selected test(s) ran" in sel.log
     rec = next(r for r in kept if not any("test_cli" in t for t in r.FAIL_TO_PASS))
     files = touched_test_files(rec)
-    assert files == ["tests/test_cart.py"]
+    assert files == ["tests/test_cart.py"] == changed_files(rec.tests_diff)
+    header = rec.tests_diff.splitlines()[:4]  # task state (a/) -> base (b/), as every diff reads
+    assert header[0] == "diff --git a/tests/test_cart.py b/tests/test_cart.py" and header[2:] == [
+        "--- a/tests/test_cart.py",
+        "+++ b/tests/test_cart.py",
+    ]
     quick = check_task(rec, src, spec, select=True, parallel=True)
     whole = check_task(rec, src, spec, select=False)
     assert quick.ok and whole.ok, (quick.reason, whole.reason)
     assert (quick.FAIL_TO_PASS, quick.PASS_TO_PASS) == (whole.FAIL_TO_PASS, whole.PASS_TO_PASS)
     ran = {c.name: c.failed_tests + c.passed_tests for c in quick.checks}
     assert all(t.startswith("tests.test_cart::") for t in ran["tests_fail"])
+    # Only repogym's own code runs in a kept copy: a task an agent validated (its tests) is checked cold.
+    kept_copies = Path(tempfile.gettempdir()).glob
+    for validator, warm_copies in (("builtin", False), ("auto", True)):
+        result = check_task(rec.model_copy(update={"validator": validator}), src, spec, warm=True)
+        assert result.ok and bool(list(kept_copies(f"{WARM_PREFIX}{os.getpid()}-*"))) == warm_copies, validator
+        close_warm()
 
 
 def test_opaque_tests_run_with_every_change(shop: tuple[RepoSource, EnvSpec]) -> None:

@@ -159,9 +159,11 @@ def check_task(
     warm: bool = False,
 ) -> CheckRecord:
     """Run the three checks (plus reruns of 1 and 3) and say why a task fails, in words a person can act on.
-    ``warm``: they run in this thread's kept copies (not with ``parallel``, whose threads are the task's own)."""
+    ``warm``: they run in this thread's kept copies (not with ``parallel``, whose threads are the task's own, nor
+    for a task an agent validated)."""
     out = CheckRecord(task_id=rec.task_id, ok=False)
-    warm = warm and not parallel
+    # Only repogym's own code runs warm: a task an agent validated carries the agent's tests, checked cold.
+    warm = warm and not parallel and rec.validator == "auto"
     excluded = spec.base.excluded() if spec.base else set()
     try:
         gold: str | None = gold_patch(src, rec)

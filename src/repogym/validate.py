@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any, TypeGuard
 
 from repogym import baserun, describe, patches, testresults
@@ -96,7 +96,7 @@ def validate_auto(
     with workspace(src, spec, warm) as ws:
         wc = ws.wc
         try:
-            changed = patches.apply(patches.parse(task.patches), wc).files
+            changed = [PurePosixPath(f).as_posix() for f in patches.apply(patches.parse(task.patches), wc).files]
         except PatchError as e:
             raise Rejected(f"the candidate's patch does not apply: {e}") from e
         _mark_changed(wc, changed)

@@ -38,7 +38,9 @@ class Workspace:
         self, spec: EnvSpec, wc: Path, sandbox: Sandbox | None = None, native_tracebacks: bool = False
     ) -> None:
         self.spec, self.wc, self.sandbox, self.native_tracebacks = spec, wc, sandbox, native_tracebacks
+        self.bytecode = sandbox is not None and bytecode_cache.usable(wc)  # a kept copy's runs keep their bytecode
         self._stamped: dict[str, tuple[int, int]] = {}
+        self._key = os.urandom(16)
 
     def run(self, timeout_s: float, select: list[str] | None = None) -> TestRun:
         """The suite (or the ``select``ed tests) over the working copy as it is now; a kept copy's runs share a
@@ -47,8 +49,10 @@ class Workspace:
         if self.sandbox is None:
             with open_env_sandbox(self.spec, self.wc) as sb:
                 return run_tests(self.spec, sb, timeout_s, select=select, native_tracebacks=native)
-        bytecode_cache.stamp_sources(self.wc, self._stamped)
-        env = bytecode_cache.CACHE_ENV
+        env = None
+        if self.bytecode:
+            bytecode_cache.stamp_sources(self.wc, self._stamped, self._key)
+            env = bytecode_cache.CACHE_ENV
         return run_tests(self.spec, self.sandbox, timeout_s, select=select, env=env, native_tracebacks=native)
 
     def seal(self, src: RepoSource, src_diff: str) -> None:
@@ -67,7 +71,9 @@ class Workspace:
         (self.wc / ".git" / "index").unlink(missing_ok=True)
         git(["reset", "-q", sha], cwd=self.wc)
         git(["reset", "-q", "--hard", sha], cwd=self.wc)
-        git(["clean", "-q", "-ff", "-d", "-x", "-e", bytecode_cache.KEPT], cwd=self.wc)
+        git(["clean", "-q", "-ff", "-d", "-x", *(["-e", bytecode_cache.KEPT] if self.bytecode else [])], cwd=self.wc)
+        if self.bytecode:
+            bytecode_cache.prune(self.wc)
         self._tidy()
 
     def _tidy(self) -> None:
