@@ -181,7 +181,6 @@ def pytest_child(req: dict[str, Any], out: int, err: int) -> None:
         os.environ.clear()
         os.environ.update(req["env"])
         sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
-        sys.pycache_prefix = os.environ.get("PYTHONPYCACHEPREFIX") or None  # as a new interpreter reads them
         sys.path[0] = req["cwd"]  # what `python -m` puts first
         sys.argv = ["pytest", *req["pytest"]]
         import pytest
