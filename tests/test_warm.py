@@ -20,8 +20,7 @@ from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.repo import RepoSource, diff, git, open_repo, temp_working_copy
 from repogym.sandbox import open_sandbox
 from repogym.sandbox.bwrap import bwrap_available
-from repogym.sandbox.session_server import warm_pytest
-from repogym.workspace import WARM_PREFIX, Workspace, close_warm, workspace
+from repogym.workspace import WARM_PREFIX, Tracked, Workspace, close_warm, workspace
 
 pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
 
@@ -157,13 +156,57 @@ def test_a_looping_run_times_out_and_the_server_serves_the_next(calc: tuple[Repo
     close_warm()
 
 
+CONFTEST = """
+def pytest_addoption(parser):
+    parser.addoption("--calc-flag", default="from-conftest")
+"""
+CONFIG_TEST = """
+import os
+
+import pytest
+
+
+def test_config(request):
+    config = request.config
+    assert config.getoption("--calc-flag") == "from-conftest"
+    assert str(config.invocation_params.dir) == os.getcwd()
+    assert any(a.startswith("--junitxml=") for a in config.invocation_params.args)
+    assert os.environ.get("PYTEST_VERSION") == pytest.__version__
+"""
+
+
+def test_runs_from_the_servers_made_config_behave_as_pytest_main(calc: tuple[RepoSource, EnvSpec]) -> None:
+    """After its first run the server makes pytest's config once and forks each run from it: a conftest's options,
+    the run's own arguments, folder and PYTEST_VERSION are as pytest.main gives them, and a conftest that does not
+    import, or an argument pytest does not know, fails as it does in a cold run."""
+    src, spec = calc
+    with workspace(src, spec, warm=True) as ws:
+        (ws.wc / "tests" / "conftest.py").write_text(CONFTEST)
+        (ws.wc / "tests" / "test_config.py").write_text(CONFIG_TEST)
+        for _ in range(3):  # the first run makes the config, the next start from it
+            run = ws.run(60, ["tests/test_config.py"])
+            assert run.passed == ["tests.test_config::test_config"], run.output[-2000:]
+        (ws.wc / "tests" / "conftest.py").write_text("import no_such_module\n")
+        warm, cold = ws.run(60, ["tests/test_config.py"]), _cold(spec, ws.wc, ["tests/test_config.py"])
+        assert warm.exit_code == cold.exit_code == 4
+        assert "ImportError while loading conftest" in warm.output and "no_such_module" in warm.output
+        (ws.wc / "tests" / "conftest.py").unlink()
+        assert ws.sandbox is not None
+        for _ in range(2):
+            unknown = ws.sandbox.run_pytest(["-p", "no:cacheprovider", "--no-such-option"], env=spec.test_env)
+            assert unknown is not None and unknown.exit_code == 4 and "unrecognized arguments" in unknown.stderr
+        assert ws.run(60, ["tests/test_ops.py::test_add"]).passed == ["tests.test_ops::test_add"]
+    close_warm()
+
+
 def test_a_server_that_imported_the_project_is_not_warm(tmp_path: Path) -> None:
     """When importing pytest imports a file of the working copy (the project is pytest, or pluggy), a forked
     run would test the modules as first imported: the server says so and runs stay cold."""
     pytest_home = str(Path(pytest.__file__).parent.parent)
-    assert not warm_pytest(pytest_home)
-    assert warm_pytest(str(tmp_path))
-    assert "pytest" in sys.modules
+    check = "import sys; from repogym.sandbox.session_server import warm_pytest; print(warm_pytest(sys.argv[1]))"
+    for repo, warm in ((pytest_home, "False"), (str(tmp_path), "True")):  # a process of its own: it rehearses
+        out = subprocess.run([sys.executable, "-c", check, repo], capture_output=True, text=True, check=True)
+        assert out.stdout == f"{warm}\n" and not out.stderr
 
 
 def _cold(spec: EnvSpec, wc: Path, select: list[str] | None = None):  # noqa: ANN202 - a TestRun
@@ -241,6 +284,72 @@ def test_a_reset_keeps_only_the_bytecode_of_files_that_are_left(
         assert not (again.wc / "calc" / "__pycache__" / "gone.cpython-311.pyc").exists()
         assert list(again.wc.glob("calc/__pycache__/ops.*.pyc")), "the bytecode of files that are left stays"
         assert (outside / "keep.cpython-311.pyc").exists()
+    close_warm()
+
+
+def test_a_reset_cleans_as_git_clean_does(tmp_path: Path) -> None:
+    """The reset's clean, without a git process, and the prune after it leave exactly what `git clean -ffdx -e
+    __pycache__` and the prune leave: untracked and ignored files, folders, links and a repository a test made go;
+    tracked files, the folders that hold them and their `__pycache__` stay; a link out of the copy is removed, not
+    followed."""
+    (tmp_path / "src" / "pkg" / "data").mkdir(parents=True)
+    (tmp_path / "src" / "pkg" / "mod.py").write_text("X = 1\n")
+    (tmp_path / "src" / "pkg" / "data" / "table.csv").write_text("a,b\n")
+    (tmp_path / "src" / ".gitignore").write_text("*.log\nbuild/\n")
+    repo = make_git_repo(tmp_path / "src", tmp_path / "repo")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep me")
+    (repo / "left.txt").write_text("x")
+    (repo / "run.log").write_text("x")
+    (repo / "build" / "lib").mkdir(parents=True)
+    (repo / "build" / "lib" / "out.o").write_text("x")
+    (repo / "pkg" / "data" / "new.csv").write_text("x")
+    (repo / "pkg" / "__pycache__").mkdir()
+    (repo / "pkg" / "__pycache__" / "mod.cpython-311.pyc").write_bytes(b"x")
+    (repo / "pkg" / "gen" / "__pycache__").mkdir(parents=True)
+    (repo / "pkg" / "gen" / "x.py").write_text("")
+    (repo / "pkg" / "link").symlink_to(outside)
+    (repo / "pkg" / "data" / "nested").mkdir()
+    git(["init", "-q"], cwd=repo / "pkg" / "data" / "nested")
+    twin = tmp_path / "twin"
+    shutil.copytree(repo, twin, symlinks=True)
+
+    def files(root: Path) -> set[str]:
+        return {str(p.relative_to(root)) for p in root.rglob("*") if ".git" not in p.relative_to(root).parts[:1]}
+
+    Tracked(git(["ls-files", "-z"], cwd=repo).split("\0")).clean(repo, "__pycache__")
+    git(["clean", "-q", "-ff", "-d", "-x", "-e", "__pycache__"], cwd=twin)
+    for root in (repo, twin):
+        bytecode_cache.prune(root)
+    assert files(repo) == files(twin)
+    assert {"pkg/mod.py", "pkg/data/table.csv", "pkg/__pycache__/mod.cpython-311.pyc"} <= files(repo)
+    gone = {"left.txt", "run.log", "build", "pkg/data/new.csv", "pkg/link", "pkg/data/nested", "pkg/gen"}
+    assert not gone & files(repo)
+    assert (outside / "precious.txt").read_text() == "keep me"
+    Tracked(git(["ls-files", "-z"], cwd=repo).split("\0")).clean(repo)
+    assert "pkg/__pycache__" not in files(repo) and "pkg/mod.py" in files(repo)
+
+
+def test_a_kept_copy_diffs_its_work_tree_as_staging_would(calc: tuple[RepoSource, EnvSpec]) -> None:
+    """After a reset has listed the base's files, a kept copy's diff is the work tree's (one git process) while
+    nothing new is there, the same text as staging everything and diffing; a new file is in it either way."""
+    src, spec = calc
+    with workspace(src, spec, warm=True):
+        pass
+    with workspace(src, spec, warm=True) as ws:
+        assert ws._tracked.get(src.commit_sha) is not None, "the reset listed the base's files"
+        ops = ws.wc / "calc" / "ops.py"
+        ops.write_text(ops.read_text().replace("return a + b", "return a - b"))
+        (ws.wc / "tests" / "test_words.py").unlink()
+        ws.run(60, ["tests/test_ops.py::test_add"])  # bytecode, which no diff has
+        worktree = ws.diff(src.commit_sha)
+        assert "return a - b" in worktree and "deleted file mode" in worktree and "__pycache__" not in worktree
+        (ws.wc / "calc" / "new.py").write_text("NEW = 1\n")
+        with_new = ws.diff(src.commit_sha)
+        assert "calc/new.py" in with_new
+        (ws.wc / "calc" / "new.py").unlink()
+        assert ws.diff(src.commit_sha) == worktree == diff(ws.wc, src.commit_sha)
     close_warm()
 
 

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,21 +48,35 @@ def cache_dir() -> Path:
 
 
 def git(args: list[str], cwd: Path | None = None, stdin: str | None = None, check: bool = True) -> str:
-    """Run git with a timeout; raise GitError with git's stderr when it fails and ``check`` is set."""
+    """Run git with a timeout; raise GitError with git's stderr when it fails and ``check`` is set.
+
+    The timeout is a timer that kills git, not subprocess's own: with one, the wait after git closes its output
+    polls with sleeps (1 ms or more on about a third of the calls, and validation makes six calls a candidate)."""
     env = {**os.environ, **_GIT_ENV}
-    try:
-        p = subprocess.run(
-            ["git", *args],
-            cwd=cwd,
-            input=stdin.encode() if stdin is not None else None,
-            capture_output=True,
-            env=env,
-            timeout=GIT_TIMEOUT_S,
-        )
-    except subprocess.TimeoutExpired as e:
-        raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT_S}s") from e
+    with subprocess.Popen(
+        ["git", *args],
+        cwd=cwd,
+        stdin=subprocess.PIPE if stdin is not None else None,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+    ) as p:
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            p.kill()
+
+        timer = threading.Timer(GIT_TIMEOUT_S, expire)
+        timer.start()
+        try:
+            stdout, stderr = p.communicate(stdin.encode() if stdin is not None else None)
+        finally:
+            timer.cancel()
+    if expired.is_set():
+        raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT_S}s")
     # Bytes, decoded by hand: text mode would turn a CRLF file's "\r\n" into "\n", and its diff would not apply.
-    out, err = p.stdout.decode(errors="replace"), p.stderr.decode(errors="replace")
+    out, err = stdout.decode(errors="replace"), stderr.decode(errors="replace")
     if check and p.returncode != 0:
         raise GitError(f"git {' '.join(args[:2])} failed: {err.strip() or out.strip()}")
     return out
@@ -292,6 +307,77 @@ def diff(wc: Path, base: str = "HEAD") -> str:
     """The unified diff of the working copy (tracked and new files) against ``base``."""
     git(["add", "-A"], cwd=wc)
     return git(["diff", "--cached", "--binary", base], cwd=wc)
+
+
+_PLAIN_SECTION = re.compile(r"diff --git a/(\S+) b/(\S+)")
+
+
+def reversed_diff(patch: str, paths: list[str]) -> str | None:
+    """The sections of git's diff ``patch`` for ``paths``, taken back hunk by hunk: their exact inverse, in the form
+    ``git diff -R`` prints (which is the same text but where its diff, not symmetric, aligns a hunk otherwise, or a
+    hunk's function context differs). None where a section is not plain text edits, a new or a deleted file (a
+    rename, a mode change, a binary file, a quoted path): git then has to say."""
+    wanted, out = set(paths), []
+    for section in re.split(r"(?m)^(?=diff --git )", patch):
+        if not section:
+            continue
+        m = _PLAIN_SECTION.match(section.split("\n", 1)[0])
+        if not m or m.group(1) != m.group(2) or section.split("\n", 1)[0] != m.group(0):
+            return None
+        if m.group(1) in wanted:
+            taken_back = _reversed_section(section.split("\n"))
+            if taken_back is None:
+                return None
+            out.append(taken_back)
+    return "".join(out)
+
+
+def _reversed_section(lines: list[str]) -> str | None:
+    """One file's section (split at newlines only), reversed; None when it has a line this does not know."""
+    out, i = [lines[0]], 1
+    swap_mode = {"new file mode ": "deleted file mode ", "deleted file mode ": "new file mode "}
+    old = new = ""
+    while i < len(lines) and not lines[i].startswith("@@ "):
+        line = lines[i]
+        mode = next((k for k in swap_mode if line.startswith(k)), None)
+        if mode:
+            out.append(swap_mode[mode] + line[len(mode) :])
+        elif m := re.fullmatch(r"index ([0-9a-f]+)\.\.([0-9a-f]+)( \d+)?", line):
+            out.append(f"index {m.group(2)}..{m.group(1)}{m.group(3) or ''}")
+        elif line.startswith("--- "):
+            old = line[4:]
+        elif line.startswith("+++ "):
+            new = line[4:]
+            out += ["--- " + ("a/" + new[2:] if new != "/dev/null" else new),
+                    "+++ " + ("b/" + old[2:] if old != "/dev/null" else old)]  # fmt: skip
+        elif line or i != len(lines) - 1:
+            return None
+        else:
+            out.append(line)  # the end of a section without hunks (an empty file)
+        i += 1
+    removed: list[str] = []  # a run of changed lines, reversed: its removals come first, as git prints them
+    added: list[str] = []
+    last = out  # where the line before went: a "\\ No newline at end of file" follows it
+    for k, line in enumerate(lines[i:], i):
+        if line.startswith(("@@ ", " ")) or not line and k == len(lines) - 1:
+            out += removed + added
+            removed, added, last = [], [], out
+            m = re.match(r"@@ -(\d+(?:,\d+)?) \+(\d+(?:,\d+)?) @@", line)
+            if line.startswith("@@ ") and not m:
+                return None
+            out.append(f"@@ -{m.group(2)} +{m.group(1)} @@{line[m.end() :]}" if m else line)
+        elif line.startswith("-"):
+            added.append("+" + line[1:])
+            last = added
+        elif line.startswith("+"):
+            removed.append("-" + line[1:])
+            last = removed
+        elif line.startswith("\\"):
+            last.append(line)
+        else:
+            return None
+    out += removed + added
+    return "\n".join(out)
 
 
 def apply_diff(

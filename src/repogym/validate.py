@@ -27,7 +27,7 @@ from repogym.llm import LLM, ModelConfig
 from repogym.project.imports import importers
 from repogym.project.pytest_config import is_test_path
 from repogym.records import RejectedRecord, TaskRecord, ValidatedRecord, append_record, existing_ids, read_jsonl
-from repogym.repo import RepoSource, changed_files, diff, git, temp_working_copy
+from repogym.repo import RepoSource, changed_files, diff, git, reversed_diff, temp_working_copy
 from repogym.synth.coverage import CoverageMap
 from repogym.testresults import TestRun
 from repogym.workspace import Workspace, close_warm, workspace
@@ -105,13 +105,16 @@ def validate_auto(
         # Change-aware, the task state runs only what the removal can touch, after a whole run as after a
         # selected one: either saw every test the change can alter.
         test_files = separate_tests(ws, base, failing, changed, timeout_s, subset=coverage is not None)
-        src_diff = diff(wc, src.commit_sha)
+        src_diff = ws.diff(src.commit_sha)
         if not set(changed) <= set(changed_files(src_diff)):
             raise Rejected(f"the source change is missing from src.diff (files {', '.join(changed)})")
-        # diff() staged the task state: tests.diff takes its test files back to the base (-R swaps the sides
-        # and their prefixes, so they are named the other way round to read a/ -> b/ as every diff does).
-        tests_diff = git(["diff", "--cached", "--binary", "-R", "--src-prefix=b/", "--dst-prefix=a/",
-                          src.commit_sha, "--", *test_files], cwd=wc)  # fmt: skip
+        # tests.diff takes the test files back to the base: src.diff's sections of them, reversed; where one is not
+        # plain text, git says (-R swaps the sides and their prefixes, so they are named the other way round to
+        # read a/ -> b/ as every diff does; the task state adds no test file, so the work tree's diff has them all).
+        tests_diff = reversed_diff(src_diff, test_files)
+        if tests_diff is None:
+            tests_diff = git(["diff", "--binary", "-R", "--src-prefix=b/", "--dst-prefix=a/", src.commit_sha, "--",
+                              *test_files], cwd=wc)  # fmt: skip
     passing = set(run.passed) | (base.passing - set(run.outcomes)) if selected else set(run.passed)
     record = ValidatedRecord(
         task_id=task.task_id,

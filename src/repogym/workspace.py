@@ -19,11 +19,21 @@ import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
+from fnmatch import fnmatch
+from pathlib import Path, PurePosixPath
 
 from repogym import bytecode_cache, env_venv
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
-from repogym.repo import RepoSource, git, sealed_copy, temp_sealed_copy, temp_working_copy, working_copy
+from repogym.repo import (
+    RUN_ARTIFACTS,
+    RepoSource,
+    diff,
+    git,
+    sealed_copy,
+    temp_sealed_copy,
+    temp_working_copy,
+    working_copy,
+)
 from repogym.sandbox import Sandbox
 from repogym.testresults import TestRun
 
@@ -40,6 +50,7 @@ class Workspace:
         self.spec, self.wc, self.sandbox, self.native_tracebacks = spec, wc, sandbox, native_tracebacks
         self.bytecode = sandbox is not None and bytecode_cache.usable(wc)  # a kept copy's runs keep their bytecode
         self._stamped: dict[str, tuple[int, int]] = {}
+        self._tracked: dict[str, Tracked | None] = {}  # commit -> its files, for the resets' clean
         self._key = os.urandom(16)
 
     def run(self, timeout_s: float, select: list[str] | None = None) -> TestRun:
@@ -54,6 +65,18 @@ class Workspace:
             bytecode_cache.stamp_sources(self.wc, self._stamped, self._key)
             env = bytecode_cache.CACHE_ENV
         return run_tests(self.spec, self.sandbox, timeout_s, select=select, env=env, native_tracebacks=native)
+
+    def diff(self, sha: str) -> str:
+        """The copy's change against ``sha``, new files included (repo.diff). A kept copy whose reset listed what
+        ``sha`` tracks diffs its working tree with one git process when nothing new is there: staging first, as
+        repo.diff must for new files, takes a second (six a candidate made)."""
+        tracked = self._tracked.get(sha)
+        if tracked is None or any(
+            rel not in self.spec.overlay and not any(fnmatch(entry.name, p.rstrip("/")) for p in RUN_ARTIFACTS)
+            for rel, entry in tracked.untracked(self.wc, bytecode_cache.KEPT if self.bytecode else None)
+        ):
+            return diff(self.wc, sha)  # something new, maybe ignored: git decides
+        return git(["diff", "--binary", sha], cwd=self.wc)
 
     def seal(self, src: RepoSource, src_diff: str) -> None:
         """Become a sealed copy of ``src``'s task state (repo.sealed_copy, in place), with an empty /tmp."""
@@ -71,7 +94,15 @@ class Workspace:
         (self.wc / ".git" / "index").unlink(missing_ok=True)
         git(["reset", "-q", sha], cwd=self.wc)
         git(["reset", "-q", "--hard", sha], cwd=self.wc)
-        git(["clean", "-q", "-ff", "-d", "-x", *(["-e", bytecode_cache.KEPT] if self.bytecode else [])], cwd=self.wc)
+        keep = bytecode_cache.KEPT if self.bytecode else None
+        if sha not in self._tracked:
+            listed = git(["ls-files", "-z"], cwd=self.wc)
+            self._tracked[sha] = Tracked(listed.split("\0")) if "\ufffd" not in listed else None  # not UTF-8
+        tracked = self._tracked[sha]
+        if tracked is None:
+            git(["clean", "-q", "-ff", "-d", "-x", *(["-e", keep] if keep else [])], cwd=self.wc)
+        else:
+            tracked.clean(self.wc, keep)
         if self.bytecode:
             bytecode_cache.prune(self.wc)
         self._tidy()
@@ -93,6 +124,41 @@ class Workspace:
         if self.sandbox is not None:
             self.sandbox.close()
         shutil.rmtree(self.wc.parent, ignore_errors=True)
+
+
+class Tracked:
+    """The paths a commit tracks, and the folders that hold them: what a reset's clean keeps."""
+
+    def __init__(self, paths: list[str]) -> None:
+        self.paths = frozenset(p for p in paths if p)
+        self.folders = frozenset(str(parent) for p in self.paths for parent in PurePosixPath(p).parents)
+
+    def clean(self, root: Path, keep: str | None = None) -> None:
+        """What ``git clean -ffdx [-e KEEP]`` does after a hard reset, without a git process (one of six a
+        candidate made): remove every file, link and folder the commit does not track (ignored ones too, and
+        repositories a test made), anything named ``keep`` aside. Links are removed, never followed."""
+        for _rel, entry in self.untracked(root, keep):
+            if entry.is_dir(follow_symlinks=False):
+                shutil.rmtree(entry.path)
+            else:
+                os.unlink(entry.path)
+
+    def untracked(self, root: Path, keep: str | None = None) -> Iterator[tuple[str, os.DirEntry[str]]]:
+        """The entries under ``root`` the commit does not track (a folder whole, not what is in it), with their
+        paths, ``.git`` and anything named ``keep`` aside."""
+        stack = [""]
+        while stack:
+            folder = stack.pop()
+            with os.scandir(root / folder) as it:
+                entries = list(it)
+            for entry in entries:
+                rel = f"{folder}/{entry.name}" if folder else entry.name
+                if rel == ".git" or rel in self.paths or entry.name == keep:
+                    continue
+                if rel in self.folders and entry.is_dir(follow_symlinks=False):
+                    stack.append(rel)
+                else:
+                    yield rel, entry
 
 
 def _mount_points(sandbox: Sandbox) -> set[str]:

@@ -24,6 +24,7 @@ import importlib
 import json
 import os
 import select
+import shutil
 import signal
 import subprocess
 import sys
@@ -144,7 +145,7 @@ def fork_pytest(req: dict[str, Any], out: Any, err: Any) -> Callable[[float | No
     """Start ``pytest.main(req["pytest"])`` in a forked child; the same waiting function as ``popen_wait``."""
     pid = os.fork()
     if pid == 0:
-        pytest_child(req, out.fileno(), err.fileno())
+        pytest_child(req, out.fileno(), err.fileno(), PRECONFIGS.get(excluded_plugins(req["pytest"])))
     try:
         pidfd = os.pidfd_open(pid)  # wakes the wait the moment the child ends
     except (AttributeError, OSError):  # an old kernel, or a seccomp profile that refuses it: poll
@@ -168,7 +169,7 @@ def fork_pytest(req: dict[str, Any], out: Any, err: Any) -> Callable[[float | No
     return wait
 
 
-def pytest_child(req: dict[str, Any], out: int, err: int) -> None:
+def pytest_child(req: dict[str, Any], out: int, err: int, preconfig: Any = None) -> None:
     """In the forked child: become ``cd CWD && env -i ENV python -m pytest ARGS`` and exit with its code."""
     code = 1
     try:
@@ -183,9 +184,7 @@ def pytest_child(req: dict[str, Any], out: int, err: int) -> None:
         sys.dont_write_bytecode = bool(os.environ.get("PYTHONDONTWRITEBYTECODE"))
         sys.path[0] = req["cwd"]  # what `python -m` puts first
         sys.argv = ["pytest", *req["pytest"]]
-        import pytest
-
-        code = int(pytest.main(req["pytest"]))
+        code = int(preconfigured_main(preconfig, req["pytest"]) if preconfig is not None else main_of(req["pytest"]))
         atexit._run_exitfuncs()
     except SystemExit as e:
         code = e.code if isinstance(e.code, int) else 1
@@ -198,9 +197,125 @@ def pytest_child(req: dict[str, Any], out: int, err: int) -> None:
         os._exit(code)
 
 
+def main_of(args: list[str]) -> int:
+    import pytest
+
+    return int(pytest.main(args))
+
+
+# pytest.main's first step, get_config (a plugin manager with pytest's own plugins imported, registered and their
+# options added: about 10 ms a run), depends on nothing of the working copy but the plugins the arguments exclude
+# (-p no:NAME). The server makes one for each such set it has run, after that run, and its later children start from
+# it, then go on as pytest.main does (_prepareconfig's parse, then the main hook). pytest 7 to 9 take the same steps;
+# other versions, and a child whose parse fails (a conftest that does not import, a usage error), run pytest.main.
+PRECONFIGS: dict[tuple[str, ...], Any] = {}
+
+
+def excluded_plugins(args: list[str]) -> tuple[str, ...]:
+    """The ``-p no:NAME`` arguments, read as get_config reads them (``-p NAME`` or ``-pNAME``)."""
+    out, i = [], 0
+    while i < len(args):
+        arg, i = args[i], i + 1
+        if arg == "-p" and i < len(args):
+            arg, i = "-p" + args[i], i + 1
+        if arg.startswith("-p") and arg[2:].strip().startswith("no:"):
+            out.append(arg[2:].strip())
+    return tuple(out)
+
+
+def preconfigure(args: list[str]) -> None:
+    """Make the config that children running ``args`` start from, once per set of excluded plugins."""
+    key = excluded_plugins(args)
+    if key in PRECONFIGS:
+        return
+    PRECONFIGS[key] = None  # tried: a failure is not tried again
+    with contextlib.suppress(Exception):
+        import pytest
+        from _pytest.config import Config, get_config
+
+        if int(pytest.__version__.split(".")[0]) in (7, 8, 9) and hasattr(Config, "InvocationParams"):
+            PRECONFIGS[key] = get_config([arg for name in key for arg in ("-p", name)])
+            if hasattr(gc, "freeze"):  # out of the children's collections, as what warm_pytest imported
+                gc.freeze()
+
+
+def preconfigured_main(config: Any, args: list[str]) -> int:
+    """pytest.main(args) from a config made by ``preconfigure`` (what _pytest.config._main does after get_config)."""
+    import pytest
+    from _pytest.config import Config, UsageError
+
+    config.invocation_params = Config.InvocationParams(args=args, plugins=None, dir=Path.cwd())
+    if tuple(int(n) for n in pytest.__version__.split(".")[:2] if n.isdigit()) >= (8, 2):
+        os.environ["PYTEST_VERSION"] = pytest.__version__
+    try:
+        config = config.pluginmanager.hook.pytest_cmdline_parse(pluginmanager=config.pluginmanager, args=args)
+    except BaseException:
+        config._ensure_unconfigure()  # as _prepareconfig does
+        return main_of(args)  # pytest.main says what failed, in its own words
+    try:
+        return int(config.hook.pytest_cmdline_main(config=config))
+    except UsageError as e:
+        for msg in e.args:
+            sys.stderr.write(f"ERROR: {msg}\n")
+        return 4
+    finally:
+        config._ensure_unconfigure()
+
+
 # Standard-library modules a pytest run imports on the way (the debugging plugin, the ini reader, faulthandler):
 # imported once here instead of in every child (about 10 ms a run).
 RUN_IMPORTS = ("pdb", "code", "codeop", "cmd", "readline", "faulthandler", "tomllib", "email.parser")
+
+
+# What a run leaves in the process for the next (regular expressions compiled, lazy imports, pytest's own caches)
+# is lost with each child: a rehearsal in the server, one pytest run of a passing and a failing test of its own,
+# leaves it for every child to inherit (about 6 ms of a 35 ms run; the rehearsal costs about 40 ms once).
+REHEARSAL = """
+def test_passes():
+    assert [1, 2] == [1, 2]
+
+
+def test_fails():
+    assert {"a": 1} == {"a": 2}, "differs"
+"""
+REHEARSAL_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTEST_ADDOPTS": "", "PYTEST_PLUGINS": ""}
+
+
+def rehearse() -> None:
+    """Run pytest once, in a folder of /tmp, with no conftest, no plugin outside pytest and no output; the
+    process is then as it was (working folder, import path, environment, standard streams), pytest's warmth
+    aside."""
+    import pytest
+
+    folder = tempfile.mkdtemp(prefix="repogym-rehearsal-")
+    Path(folder, "test_repogym_rehearsal.py").write_text(REHEARSAL)
+    Path(folder, "pytest.ini").write_text("[pytest]\n")
+    path, cwd, environ = sys.path[:], os.getcwd(), dict(os.environ)
+    streams = [os.dup(1), os.dup(2)]
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(null, 1)
+        os.dup2(null, 2)
+        os.chdir(folder)
+        os.environ.update(REHEARSAL_ENV)
+        with contextlib.suppress(Exception):
+            pytest.main(["-rA", "-p", "no:cacheprovider", "--noconftest", "-c", f"{folder}/pytest.ini",
+                         f"--junitxml={folder}/junit.xml", "--tb=native", folder])  # fmt: skip
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in enumerate(streams, 1):
+            os.dup2(saved, fd)
+            os.close(saved)
+        os.close(null)
+        os.chdir(cwd)
+        os.environ.clear()
+        os.environ.update(environ)
+        sys.path[:] = path
+        sys.modules.pop("test_repogym_rehearsal", None)
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def warm_pytest(repo: str) -> bool:
@@ -215,6 +330,7 @@ def warm_pytest(repo: str) -> bool:
     for name in [*(f"_pytest.{n}" for n in getattr(_pytest.config, "default_plugins", ())), *RUN_IMPORTS]:
         with contextlib.suppress(ImportError):
             importlib.import_module(name)
+    rehearse()
     gc.collect()
     if hasattr(gc, "freeze"):  # Python 3.7+
         gc.freeze()
@@ -232,8 +348,11 @@ def main() -> None:
     sys.stdout.write("ready pytest\n" if warm else "ready\n")
     sys.stdout.flush()
     for line in sys.stdin:
-        sys.stdout.write(json.dumps(run(json.loads(line), out_dir, disk_limit, roots)) + "\n")
+        req = json.loads(line)
+        sys.stdout.write(json.dumps(run(req, out_dir, disk_limit, roots)) + "\n")
         sys.stdout.flush()
+        if warm and "pytest" in req:
+            preconfigure(req["pytest"])
 
 
 if __name__ == "__main__":  # run with `python -c` inside the sandbox; imported by repogym for disk_usage
