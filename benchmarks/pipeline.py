@@ -1,9 +1,11 @@
 """Pipeline throughput on the example project, change-aware (the default) against `--no-select` (and against
 `--no-select --no-warm`, a fresh interpreter per run), in one run:
 synthesis, validation yield and candidates per minute, checks per minute, and the whole workflow's checked tasks
-per minute (with `--before REF` also that of an earlier commit, run the same way).
+per minute (with `--before REF` also that of an earlier commit, run the same way). Validation and the checks run
+each way `--repeat` times, taking turns, and their medians are reported: on a shared 2-core machine one run's time
+moves by 10 % or more from one minute to the next.
 
-    python benchmarks/pipeline.py [--candidates 40] [--workers 2] [--before REF]
+    python benchmarks/pipeline.py [--candidates 40] [--workers 2] [--repeat 3] [--before REF]
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import argparse
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
+from statistics import median
+from typing import TypeVar
 
 from rich.console import Console
 from rich.table import Table
@@ -52,6 +57,18 @@ def check_all(
     return time.perf_counter() - start, results
 
 
+T = TypeVar("T")
+
+
+def medians(repeat: int, ways: dict[str, Callable[[], tuple[float, list[T]]]]) -> dict[str, tuple[float, list[T]]]:
+    """Each way's median time over ``repeat`` runs, the ways taking turns, and its first run's results."""
+    runs: dict[str, list[tuple[float, list[T]]]] = {name: [] for name in ways}
+    for _ in range(repeat):
+        for name, way in ways.items():
+            runs[name].append(way())
+    return {name: (median(t for t, _ in done), done[0][1]) for name, done in runs.items()}
+
+
 def ratio(a: float, b: float) -> str:
     return f"{a / b:.2f}x" if b else "-"
 
@@ -60,6 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--candidates", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeat", type=int, default=3, help="Runs of validation and of the checks, each way.")
     parser.add_argument("--before", help="Also run the whole workflow of this earlier commit (e.g. cc8ec0d).")
     args = parser.parse_args()
     console = Console(width=130)
@@ -75,21 +93,27 @@ def main() -> None:
         tasks = synthesize(src, wc, PATTERNS, num_candidates=args.candidates, seed=0, avoid=set(), coverage=coverage)
     synth_s = time.perf_counter() - start
 
-    sel_s, sel = validate_all(tasks, validate.CandidateValidator(src, spec, coverage=coverage), args.workers)
-    full_s, full = validate_all(tasks, validate.CandidateValidator(src, spec), args.workers)
-    cold_s, _ = validate_all(tasks, validate.CandidateValidator(src, spec, warm=False), args.workers)
+    validations = medians(args.repeat, {
+        "sel": lambda: validate_all(tasks, validate.CandidateValidator(src, spec, coverage=coverage), args.workers),
+        "full": lambda: validate_all(tasks, validate.CandidateValidator(src, spec), args.workers),
+        "cold": lambda: validate_all(tasks, validate.CandidateValidator(src, spec, warm=False), args.workers),
+    })  # fmt: skip
+    (sel_s, sel), (full_s, full), (cold_s, _) = validations.values()
     kept = sorted((v for v in sel if isinstance(v, ValidatedRecord)), key=lambda v: v.task_id)
     lists = {v.task_id: (v.FAIL_TO_PASS, v.PASS_TO_PASS) for v in full if isinstance(v, ValidatedRecord)}
     same = sum(lists.get(v.task_id) == (v.FAIL_TO_PASS, v.PASS_TO_PASS) for v in kept)
-    chk_sel_s, chk_sel = check_all(kept, src, spec, args.workers, select=True)
-    chk_full_s, chk_full = check_all(kept, src, spec, args.workers, select=False)
-    chk_cold_s, chk_cold = check_all(kept, src, spec, args.workers, select=False, warm=False)
+    checks = medians(args.repeat, {
+        "sel": lambda: check_all(kept, src, spec, args.workers, select=True),
+        "full": lambda: check_all(kept, src, spec, args.workers, select=False),
+        "cold": lambda: check_all(kept, src, spec, args.workers, select=False, warm=False),
+    })  # fmt: skip
+    (chk_sel_s, chk_sel), (chk_full_s, chk_full), (chk_cold_s, chk_cold) = checks.values()
 
     per_kind(console, tasks, sel)
     console.print(
         f"coverage map: {len(coverage.tests) if coverage else 0} tests in {cov_s:.1f}s; synthesis: {len(tasks)} "
         f"candidates in {synth_s:.1f}s; change-aware and --no-select agree on FAIL_TO_PASS/PASS_TO_PASS of "
-        f"{same} of {len(kept)} validated tasks"
+        f"{same} of {len(kept)} validated tasks; validation and checks: medians of {args.repeat} runs each way"
     )
     t = Table("stage", "change-aware", "--no-select", "ratio", "--no-select --no-warm", "ratio",
               title="validation and checks, same candidates")  # fmt: skip
