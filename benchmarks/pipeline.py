@@ -77,7 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--candidates", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--repeat", type=int, default=3, help="Runs of validation and of the checks, each way.")
+    parser.add_argument("--repeat", type=lambda v: max(1, int(v)), default=3, help="Runs of each stage, each way.")
     parser.add_argument("--before", help="Also run the whole workflow of this earlier commit (e.g. cc8ec0d).")
     args = parser.parse_args()
     console = Console(width=130)

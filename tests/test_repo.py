@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import tarfile
+import time
 from pathlib import Path
 
 import pytest
@@ -134,6 +135,7 @@ def test_a_diff_taken_back_is_what_git_prints_with_R(tmp_path: Path) -> None:
     body = "".join(f"def test_{i}():\n    assert {i} == {i}\n\n\n" for i in range(30))
     (src / "tests" / "test_a.py").write_text(body)
     (src / "tests" / "test_b.py").write_text("x = 1\ny = 2")
+    (src / "tests" / "test_c.py").write_text("x = 1\ny = 2\n")
     (src / "tests" / "test_crlf.py").write_bytes(b"a = 1\r\nb = 2\r\nc = 3\r\n")
     (src / "tests" / "test_gone.py").write_text("def test_gone():\n    pass\n")
     (src / "lib.py").write_text("X = 1\n")
@@ -143,14 +145,15 @@ def test_a_diff_taken_back_is_what_git_prints_with_R(tmp_path: Path) -> None:
     lines = body.splitlines(keepends=True)
     (wc / "tests" / "test_a.py").write_text("".join(lines[4:40] + ["# moved\n"] + lines[52:100] + lines[110:]))
     (wc / "tests" / "test_b.py").write_text("x = 1\ny = 3\n")
+    (wc / "tests" / "test_c.py").write_text("x = 1\ny = 3")
     (wc / "tests" / "test_crlf.py").write_bytes(b"a = 1\r\nc = 3\r\n")
     (wc / "tests" / "test_gone.py").unlink()
     (wc / "tests" / "test_new.py").write_text("def test_new():\n    pass\n")
     (wc / "tests" / "test_empty.py").write_text("")
     (wc / "lib.py").write_text("X = 2\n")
     forward = diff(wc, base)
-    tests = ["tests/test_a.py", "tests/test_b.py", "tests/test_crlf.py", "tests/test_empty.py", "tests/test_gone.py",
-             "tests/test_new.py"]  # fmt: skip
+    tests = ["tests/test_a.py", "tests/test_b.py", "tests/test_c.py", "tests/test_crlf.py", "tests/test_empty.py",
+             "tests/test_gone.py", "tests/test_new.py"]  # fmt: skip
     by_git = repo.git(["diff", "--cached", "--binary", "-R", "--src-prefix=b/", "--dst-prefix=a/", base, "--", *tests],
                       cwd=wc)  # fmt: skip
     assert repo.reversed_diff(forward, tests) == by_git
@@ -161,16 +164,19 @@ def test_a_diff_taken_back_is_what_git_prints_with_R(tmp_path: Path) -> None:
     assert diff(wc, base).count("diff --git") == 1, "the inverse takes every test file back (lib.py stays changed)"
     (wc / "logo.bin").write_bytes(bytes(range(255, -1, -1)))
     assert repo.reversed_diff(diff(wc, base), ["logo.bin"]) is None
-    git(wc, "mv", "tests/test_b.py", "tests/test_c.py")
-    assert repo.reversed_diff(diff(wc, base), ["tests/test_c.py"]) is None
+    git(wc, "mv", "tests/test_b.py", "tests/test_d.py")
+    assert repo.reversed_diff(diff(wc, base), ["tests/test_d.py"]) is None
 
 
 def test_a_git_command_past_its_timeout_is_killed_and_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The timeout is a timer of its own (subprocess's polls with sleeps): git is killed and the error names it."""
+    """The timeout is a timer of its own (subprocess's polls with sleeps); it kills git and what git started (here
+    an alias's shell, which holds git's output open), and the error names the command."""
     monkeypatch.setattr(repo, "GIT_TIMEOUT_S", 0.5)
-    nap = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "alias.nap", "GIT_CONFIG_VALUE_0": "!sleep 1"}
+    nap = {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "alias.nap", "GIT_CONFIG_VALUE_0": "!sleep 30"}
     for key, value in nap.items():
         monkeypatch.setenv(key, value)
+    start = time.monotonic()
     with pytest.raises(repo.GitError, match="git nap timed out after 0.5s"):
         repo.git(["nap"], cwd=tmp_path)
+    assert time.monotonic() - start < 10, "the alias's sleep was killed with git"
     assert repo.git(["--version"]).startswith("git version")

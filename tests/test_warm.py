@@ -199,6 +199,32 @@ def test_runs_from_the_servers_made_config_behave_as_pytest_main(calc: tuple[Rep
     close_warm()
 
 
+MADE_CONFIG = """
+import os, sys
+from repogym.sandbox import session_server as server
+
+args = ["-p", "no:cacheprovider", "-q", "-p", "no:randomly"]
+server.preconfigure(args)
+made = server.PRECONFIGS[server.excluded_plugins(args)]
+assert made is not None, "this pytest gets a made config"
+os.chdir(sys.argv[1])
+print("exit", server.preconfigured_main(made, [*args, "test_made.py"]))
+"""
+
+
+def test_the_server_makes_pytests_config_for_this_pytest(tmp_path: Path) -> None:
+    """The config a warm child starts from is made for the pytest repogym runs on (the sandbox test above cannot
+    tell a made config from pytest.main), and a run from it passes and fails as pytest.main's would."""
+    (tmp_path / "test_made.py").write_text(
+        "import os\n\ndef test_args(request):\n    assert 'test_made.py' in request.config.invocation_params.args\n"
+        "    assert str(request.config.invocation_params.dir) == os.getcwd()\n\ndef test_fails():\n    assert 0\n"
+    )
+    env = {**os.environ, "PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1"}
+    out = subprocess.run([sys.executable, "-c", MADE_CONFIG, str(tmp_path)], capture_output=True, text=True, env=env)
+    assert out.returncode == 0, out.stderr
+    assert "1 failed, 1 passed" in out.stdout and out.stdout.rstrip().endswith("exit 1"), out.stdout
+
+
 def test_a_server_that_imported_the_project_is_not_warm(tmp_path: Path) -> None:
     """When importing pytest imports a file of the working copy (the project is pytest, or pluggy), a forked
     run would test the modules as first imported: the server says so and runs stay cold."""
@@ -312,22 +338,29 @@ def test_a_reset_cleans_as_git_clean_does(tmp_path: Path) -> None:
     (repo / "pkg" / "link").symlink_to(outside)
     (repo / "pkg" / "data" / "nested").mkdir()
     git(["init", "-q"], cwd=repo / "pkg" / "data" / "nested")
+    head = git(["rev-parse", "HEAD"], cwd=repo).strip()  # a submodule: its folder is the commit's, left alone
+    git(["update-index", "--add", "--cacheinfo", f"160000,{head},vendor/lib"], cwd=repo)
+    git(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "submodule"], cwd=repo)
+    (repo / "vendor" / "lib").mkdir(parents=True)
+    (repo / "vendor" / "lib" / "code.c").write_text("x")
     twin = tmp_path / "twin"
     shutil.copytree(repo, twin, symlinks=True)
 
     def files(root: Path) -> set[str]:
         return {str(p.relative_to(root)) for p in root.rglob("*") if ".git" not in p.relative_to(root).parts[:1]}
 
-    Tracked(git(["ls-files", "-z"], cwd=repo).split("\0")).clean(repo, "__pycache__")
+    Tracked(git(["ls-files", "-s", "-z"], cwd=repo)).clean(repo, "__pycache__")
     git(["clean", "-q", "-ff", "-d", "-x", "-e", "__pycache__"], cwd=twin)
     for root in (repo, twin):
         bytecode_cache.prune(root)
     assert files(repo) == files(twin)
-    assert {"pkg/mod.py", "pkg/data/table.csv", "pkg/__pycache__/mod.cpython-311.pyc"} <= files(repo)
+    assert {"pkg/mod.py", "pkg/data/table.csv", "pkg/__pycache__/mod.cpython-311.pyc", "vendor/lib/code.c"} <= files(
+        repo
+    )
     gone = {"left.txt", "run.log", "build", "pkg/data/new.csv", "pkg/link", "pkg/data/nested", "pkg/gen"}
     assert not gone & files(repo)
     assert (outside / "precious.txt").read_text() == "keep me"
-    Tracked(git(["ls-files", "-z"], cwd=repo).split("\0")).clean(repo)
+    Tracked(git(["ls-files", "-s", "-z"], cwd=repo)).clean(repo)
     assert "pkg/__pycache__" not in files(repo) and "pkg/mod.py" in files(repo)
 
 
@@ -345,10 +378,14 @@ def test_a_kept_copy_diffs_its_work_tree_as_staging_would(calc: tuple[RepoSource
         ws.run(60, ["tests/test_ops.py::test_add"])  # bytecode, which no diff has
         worktree = ws.diff(src.commit_sha)
         assert "return a - b" in worktree and "deleted file mode" in worktree and "__pycache__" not in worktree
+        assert not git(["diff", "--cached", "--name-only"], cwd=ws.wc), "the work tree's diff: nothing staged"
         (ws.wc / "calc" / "new.py").write_text("NEW = 1\n")
-        with_new = ws.diff(src.commit_sha)
-        assert "calc/new.py" in with_new
+        assert "calc/new.py" in ws.diff(src.commit_sha)
         (ws.wc / "calc" / "new.py").unlink()
+        (ws.wc / "tests" / "test_words.py").mkdir()  # a tracked file become a folder: its files are new
+        (ws.wc / "tests" / "test_words.py" / "data.txt").write_text("x\n")
+        assert "tests/test_words.py/data.txt" in ws.diff(src.commit_sha)
+        shutil.rmtree(ws.wc / "tests" / "test_words.py")
         assert ws.diff(src.commit_sha) == worktree == diff(ws.wc, src.commit_sha)
     close_warm()
 

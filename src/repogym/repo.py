@@ -11,6 +11,7 @@ import hashlib
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tarfile
 import tempfile
@@ -50,8 +51,9 @@ def cache_dir() -> Path:
 def git(args: list[str], cwd: Path | None = None, stdin: str | None = None, check: bool = True) -> str:
     """Run git with a timeout; raise GitError with git's stderr when it fails and ``check`` is set.
 
-    The timeout is a timer that kills git, not subprocess's own: with one, the wait after git closes its output
-    polls with sleeps (1 ms or more on about a third of the calls, and validation makes six calls a candidate)."""
+    The timeout is a timer that kills git's process group (git and what it started: a remote helper, a hook, an
+    alias), not subprocess's own: with one, the wait after git closes its output polls with sleeps (1 ms or more on
+    about a third of the calls, and validation made six calls a candidate)."""
     env = {**os.environ, **_GIT_ENV}
     with subprocess.Popen(
         ["git", *args],
@@ -60,20 +62,28 @@ def git(args: list[str], cwd: Path | None = None, stdin: str | None = None, chec
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,
+        start_new_session=True,
     ) as p:
         expired = threading.Event()
 
+        def kill() -> None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(p.pid, signal.SIGKILL)
+
         def expire() -> None:
             expired.set()
-            p.kill()
+            kill()
 
         timer = threading.Timer(GIT_TIMEOUT_S, expire)
         timer.start()
         try:
             stdout, stderr = p.communicate(stdin.encode() if stdin is not None else None)
+        except BaseException:
+            kill()
+            raise
         finally:
             timer.cancel()
-    if expired.is_set():
+    if expired.is_set() and p.returncode == -signal.SIGKILL:
         raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT_S}s")
     # Bytes, decoded by hand: text mode would turn a CRLF file's "\r\n" into "\n", and its diff would not apply.
     out, err = stdout.decode(errors="replace"), stderr.decode(errors="replace")

@@ -71,9 +71,10 @@ class Workspace:
         ``sha`` tracks diffs its working tree with one git process when nothing new is there: staging first, as
         repo.diff must for new files, takes a second (six a candidate made)."""
         tracked = self._tracked.get(sha)
+        keep = bytecode_cache.KEPT if self.bytecode else None
         if tracked is None or any(
-            rel not in self.spec.overlay and not any(fnmatch(entry.name, p.rstrip("/")) for p in RUN_ARTIFACTS)
-            for rel, entry in tracked.untracked(self.wc, bytecode_cache.KEPT if self.bytecode else None)
+            rel not in self.spec.overlay and not _git_ignores(entry)
+            for rel, entry in tracked.untracked(self.wc, keep, replaced=True)
         ):
             return diff(self.wc, sha)  # something new, maybe ignored: git decides
         return git(["diff", "--binary", sha], cwd=self.wc)
@@ -96,8 +97,8 @@ class Workspace:
         git(["reset", "-q", "--hard", sha], cwd=self.wc)
         keep = bytecode_cache.KEPT if self.bytecode else None
         if sha not in self._tracked:
-            listed = git(["ls-files", "-z"], cwd=self.wc)
-            self._tracked[sha] = Tracked(listed.split("\0")) if "\ufffd" not in listed else None  # not UTF-8
+            listed = git(["ls-files", "-s", "-z"], cwd=self.wc)
+            self._tracked[sha] = Tracked(listed) if "\ufffd" not in listed else None  # names not UTF-8: git cleans
         tracked = self._tracked[sha]
         if tracked is None:
             git(["clean", "-q", "-ff", "-d", "-x", *(["-e", keep] if keep else [])], cwd=self.wc)
@@ -127,25 +128,32 @@ class Workspace:
 
 
 class Tracked:
-    """The paths a commit tracks, and the folders that hold them: what a reset's clean keeps."""
+    """The paths a commit tracks (from ``git ls-files -s -z``), and the folders that hold them: what a reset's
+    clean keeps, and what tells a kept copy's diff that something new is there."""
 
-    def __init__(self, paths: list[str]) -> None:
-        self.paths = frozenset(p for p in paths if p)
+    def __init__(self, listing: str) -> None:
+        entries = [line.split("\t", 1) for line in listing.split("\0") if "\t" in line]
+        self.paths = frozenset(path for _, path in entries)
+        self.submodules = frozenset(path for head, path in entries if head.startswith("160000 "))
         self.folders = frozenset(str(parent) for p in self.paths for parent in PurePosixPath(p).parents)
 
     def clean(self, root: Path, keep: str | None = None) -> None:
-        """What ``git clean -ffdx [-e KEEP]`` does after a hard reset, without a git process (one of six a
-        candidate made): remove every file, link and folder the commit does not track (ignored ones too, and
-        repositories a test made), anything named ``keep`` aside. Links are removed, never followed."""
+        """What ``git clean -ffdx [-e KEEP]`` does after a hard reset, followed by bytecode_cache.prune, without a
+        git process (one of six a candidate made): remove every file, link and folder the commit does not track
+        (ignored ones too, and repositories a test made); what is named ``keep`` stays where the commit tracks its
+        folder. Links are removed, never followed."""
         for _rel, entry in self.untracked(root, keep):
             if entry.is_dir(follow_symlinks=False):
                 shutil.rmtree(entry.path)
             else:
                 os.unlink(entry.path)
 
-    def untracked(self, root: Path, keep: str | None = None) -> Iterator[tuple[str, os.DirEntry[str]]]:
+    def untracked(
+        self, root: Path, keep: str | None = None, replaced: bool = False
+    ) -> Iterator[tuple[str, os.DirEntry[str]]]:
         """The entries under ``root`` the commit does not track (a folder whole, not what is in it), with their
-        paths, ``.git`` and anything named ``keep`` aside."""
+        paths, ``.git`` and anything named ``keep`` aside; with ``replaced``, also a tracked file that is now a
+        folder (whose files would be new)."""
         stack = [""]
         while stack:
             folder = stack.pop()
@@ -153,12 +161,22 @@ class Tracked:
                 entries = list(it)
             for entry in entries:
                 rel = f"{folder}/{entry.name}" if folder else entry.name
-                if rel == ".git" or rel in self.paths or entry.name == keep:
+                if rel == ".git" or entry.name == keep:
                     continue
-                if rel in self.folders and entry.is_dir(follow_symlinks=False):
+                if rel in self.paths:
+                    if replaced and rel not in self.submodules and entry.is_dir(follow_symlinks=False):
+                        yield rel, entry
+                elif rel in self.folders and entry.is_dir(follow_symlinks=False):
                     stack.append(rel)
                 else:
                     yield rel, entry
+
+
+def _git_ignores(entry: os.DirEntry[str]) -> bool:
+    """Whether every working copy's info/exclude (repo.RUN_ARTIFACTS) ignores the entry: a pattern ending in `/`
+    names folders only."""
+    is_dir = entry.is_dir(follow_symlinks=False)
+    return any(fnmatch(entry.name, p.rstrip("/")) and (is_dir or not p.endswith("/")) for p in RUN_ARTIFACTS)
 
 
 def _mount_points(sandbox: Sandbox) -> set[str]:

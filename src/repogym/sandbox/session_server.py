@@ -236,27 +236,40 @@ def preconfigure(args: list[str]) -> None:
         if int(pytest.__version__.split(".")[0]) in (7, 8, 9) and hasattr(Config, "InvocationParams"):
             PRECONFIGS[key] = get_config([arg for name in key for arg in ("-p", name)])
             if hasattr(gc, "freeze"):  # out of the children's collections, as what warm_pytest imported
+                gc.collect()
                 gc.freeze()
 
 
 def preconfigured_main(config: Any, args: list[str]) -> int:
-    """pytest.main(args) from a config made by ``preconfigure`` (what _pytest.config._main does after get_config)."""
+    """pytest.main(args) from a config made by ``preconfigure``: what _pytest.config._main does after get_config.
+    A failed parse is reported with pytest's own printers where it has them (pytest 9); otherwise pytest.main runs
+    from scratch and reports it."""
+    import _pytest.config as pc
     import pytest
-    from _pytest.config import Config, UsageError
 
-    config.invocation_params = Config.InvocationParams(args=args, plugins=None, dir=Path.cwd())
+    config.invocation_params = pc.Config.InvocationParams(args=args, plugins=None, dir=Path.cwd())
     if tuple(int(n) for n in pytest.__version__.split(".")[:2] if n.isdigit()) >= (8, 2):
         os.environ["PYTEST_VERSION"] = pytest.__version__
     try:
         config = config.pluginmanager.hook.pytest_cmdline_parse(pluginmanager=config.pluginmanager, args=args)
-    except BaseException:
+    except BaseException as e:
         config._ensure_unconfigure()  # as _prepareconfig does
-        return main_of(args)  # pytest.main says what failed, in its own words
+        failure = {"ConftestImportFailure": ("print_conftest_import_error", 4),
+                   "PluginImportFailure": ("print_plugin_import_error", 3),
+                   "UsageError": ("print_usage_error", 4)}.get(type(e).__name__)  # fmt: skip
+        printer = getattr(pc, failure[0], None) if failure else None
+        if failure is None or printer is None:
+            return main_of(args)  # pytest.main says what failed, in its own words
+        printer(e, file=sys.stderr)
+        return failure[1]
     try:
         return int(config.hook.pytest_cmdline_main(config=config))
-    except UsageError as e:
-        for msg in e.args:
-            sys.stderr.write(f"ERROR: {msg}\n")
+    except pc.UsageError as e:
+        if hasattr(pc, "print_usage_error"):
+            pc.print_usage_error(e, file=sys.stderr)
+        else:
+            for msg in e.args:
+                sys.stderr.write(f"ERROR: {msg}\n\n")
         return 4
     finally:
         config._ensure_unconfigure()
@@ -283,29 +296,33 @@ REHEARSAL_ENV = {"PYTEST_DISABLE_PLUGIN_AUTOLOAD": "1", "PYTEST_ADDOPTS": "", "P
 
 def rehearse() -> None:
     """Run pytest once, in a folder of /tmp, with no conftest, no plugin outside pytest and no output; the
-    process is then as it was (working folder, import path, environment, standard streams), pytest's warmth
-    aside."""
-    import pytest
-
-    folder = tempfile.mkdtemp(prefix="repogym-rehearsal-")
-    Path(folder, "test_repogym_rehearsal.py").write_text(REHEARSAL)
-    Path(folder, "pytest.ini").write_text("[pytest]\n")
-    path, cwd, environ = sys.path[:], os.getcwd(), dict(os.environ)
+    process is then as it was (working folder, import path, environment, standard streams, the temporary folder
+    not yet chosen, no last exception), pytest's warmth aside. A rehearsal that fails leaves the server cold-ish,
+    never dead."""
+    path, cwd, environ, tempdir = sys.path[:], os.getcwd(), dict(os.environ), tempfile.tempdir
     streams = [os.dup(1), os.dup(2)]
     null = os.open(os.devnull, os.O_WRONLY)
+    folder = ""
     try:
+        import pytest
+
+        folder = tempfile.mkdtemp(prefix="repogym-rehearsal-")
+        Path(folder, "test_repogym_rehearsal.py").write_text(REHEARSAL)
+        Path(folder, "pytest.ini").write_text("[pytest]\n")
         sys.stdout.flush()
         sys.stderr.flush()
         os.dup2(null, 1)
         os.dup2(null, 2)
         os.chdir(folder)
         os.environ.update(REHEARSAL_ENV)
-        with contextlib.suppress(Exception):
-            pytest.main(["-rA", "-p", "no:cacheprovider", "--noconftest", "-c", f"{folder}/pytest.ini",
-                         f"--junitxml={folder}/junit.xml", "--tb=native", folder])  # fmt: skip
+        pytest.main(["-rA", "-p", "no:cacheprovider", "--noconftest", "-c", f"{folder}/pytest.ini",
+                     f"--junitxml={folder}/junit.xml", "--tb=native", folder])  # fmt: skip
+    except BaseException:  # noqa: BLE001, S110 - a rehearsal is an optimisation
+        pass
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
+            sys.stderr.flush()
         for fd, saved in enumerate(streams, 1):
             os.dup2(saved, fd)
             os.close(saved)
@@ -314,8 +331,13 @@ def rehearse() -> None:
         os.environ.clear()
         os.environ.update(environ)
         sys.path[:] = path
+        tempfile.tempdir = tempdir  # each run's own TMPDIR decides
+        for name in ("last_type", "last_value", "last_traceback", "last_exc"):  # the failing test's, with its frames
+            if hasattr(sys, name):
+                delattr(sys, name)
         sys.modules.pop("test_repogym_rehearsal", None)
-        shutil.rmtree(folder, ignore_errors=True)
+        if folder:
+            shutil.rmtree(folder, ignore_errors=True)
 
 
 def warm_pytest(repo: str) -> bool:
