@@ -207,7 +207,7 @@ def main_of(args: list[str]) -> int:
 # options added: about 10 ms a run), depends on nothing of the working copy but the plugins the arguments exclude
 # (-p no:NAME). The server makes one for each such set it has run, after that run, and its later children start from
 # it, then go on as pytest.main does (_prepareconfig's parse, then the main hook). pytest 7 to 9 take the same steps;
-# other versions, and a child whose parse fails (a conftest that does not import, a usage error), run pytest.main.
+# other versions run pytest.main; a failed parse is reported as preconfigured_main says.
 PRECONFIGS: dict[tuple[str, ...], Any] = {}
 
 
