@@ -9,6 +9,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from pathlib import Path
 
@@ -17,10 +18,11 @@ from conftest import make_git_repo
 
 from repogym import baserun, bytecode_cache
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
+from repogym.errors import RepogymError
 from repogym.repo import RepoSource, diff, git, open_repo, temp_working_copy
 from repogym.sandbox import open_sandbox
 from repogym.sandbox.bwrap import bwrap_available
-from repogym.workspace import WARM_PREFIX, Tracked, Workspace, close_warm, workspace
+from repogym.workspace import WARM_PREFIX, Tracked, Workspace, close_warm, kept_warm, open_ahead, workspace
 
 pytestmark = pytest.mark.skipif(not bwrap_available(), reason="bubblewrap is not installed")
 
@@ -499,3 +501,56 @@ def test_every_run_has_the_same_hash_seed_cold_or_warm(calc: tuple[RepoSource, E
     close_warm()
     assert len(warm.passed) == 6
     assert all(sorted(c.passed) == sorted(warm.passed) for c in colds), [warm.passed, *(c.passed for c in colds)]
+
+
+def test_warm_copies_are_a_pool_opened_ahead_and_kept_across_stages(calc: tuple[RepoSource, EnvSpec]) -> None:
+    """Copies opened ahead (the workflow opens validation's during the coverage map) have their servers running;
+    a copy given back serves the next caller on any thread; a stage inside a kept scope leaves the copies open for
+    the next stage, and the last scope out closes them."""
+    src, spec = calc
+    with kept_warm():
+        for thread in open_ahead(src, spec, 2):
+            thread.join()
+        with workspace(src, spec, warm=True) as one, workspace(src, spec, warm=True) as two:
+            assert one.wc != two.wc
+            for ws in (one, two):
+                assert ws.sandbox is not None and ws.sandbox._session is not None, "its server started ahead"
+            opened = {one.wc, two.wc}
+        with kept_warm():  # a stage within the workflow
+            other: list[Path] = []
+
+            def stage() -> None:
+                with workspace(src, spec, warm=True) as ws:
+                    other.append(ws.wc)
+                    assert ws.run(60, ["tests/test_ops.py::test_add"]).passed == ["tests.test_ops::test_add"]
+
+            worker = threading.Thread(target=stage)
+            worker.start()
+            worker.join()
+            assert other and other[0] in opened, "another thread's copy, reset, not a new one"
+        assert all(wc.exists() for wc in opened), "the inner scope's end leaves them open"
+    assert not any(wc.exists() for wc in opened), "the last scope out closes them"
+
+
+def test_a_copy_in_use_when_the_pool_closes_is_closed_when_given_back(calc: tuple[RepoSource, EnvSpec]) -> None:
+    src, spec = calc
+    with workspace(src, spec, warm=True) as ws:
+        assert ws.run(60, ["tests/test_ops.py::test_add"]).exit_code == 0
+        close_warm()
+        assert ws.wc.exists() and ws.sandbox is not None and not ws.sandbox.closed, "still in use"
+    assert not ws.wc.exists() and ws.sandbox.closed
+    with workspace(src, spec, warm=True) as again:
+        assert again.wc != ws.wc
+    close_warm()
+
+
+def test_a_copy_that_cannot_open_ahead_leaves_the_error_to_the_stage(calc: tuple[RepoSource, EnvSpec]) -> None:
+    """An environment whose interpreter is gone: opening ahead fails in the background without a word, and the
+    stage that wants a copy does not wait for it forever; it opens its own and meets the error itself."""
+    src, spec = calc
+    broken = spec.model_copy(update={"venv": str(Path(tempfile.mkdtemp()) / "gone")})
+    for thread in open_ahead(src, broken, 1):
+        thread.join()
+    with pytest.raises(RepogymError), workspace(src, broken, warm=True) as ws:
+        ws.run(60)
+    close_warm()

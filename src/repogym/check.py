@@ -37,7 +37,7 @@ from repogym.project.pytest_config import is_test_path
 from repogym.records import CheckOutcome, CheckRecord, ValidatedRecord
 from repogym.repo import GitError, RepoSource, apply_diff, changed_files
 from repogym.testresults import TestRun
-from repogym.workspace import close_warm, workspace
+from repogym.workspace import kept_warm, workspace
 
 T = TypeVar("T")
 Outcome = tuple[TestRun | None, str | None]
@@ -314,10 +314,8 @@ def check_many(
         _safe_check, resolve=resolve, timeout_s=timeout_s, reruns=reruns, select=select, parallel=parallel,
         warm=warm,
     )  # fmt: skip
-    try:
+    with kept_warm():
         run.run(unit, records, lambda rec, res: on_done(res if isinstance(res, CheckRecord) else _failed(rec, res)))
-    finally:
-        close_warm()
 
 
 def _failed(rec: ValidatedRecord, failure: InfrastructureFailure) -> CheckRecord:

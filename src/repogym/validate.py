@@ -30,7 +30,7 @@ from repogym.records import RejectedRecord, TaskRecord, ValidatedRecord, append_
 from repogym.repo import RepoSource, changed_files, diff, git, reversed_diff, temp_working_copy
 from repogym.synth.coverage import CoverageMap
 from repogym.testresults import TestRun
-from repogym.workspace import Workspace, close_warm, workspace
+from repogym.workspace import Workspace, kept_warm, workspace
 
 COLLECTION_ERROR_CODES = (2, 3, 4, 5)  # pytest: interrupted, internal error, usage error, no tests collected
 KILLED_CODES = (-9, 137)  # SIGKILL: the sandbox's memory or process limit
@@ -292,9 +292,10 @@ def separate_tests(
 
 def _removal_is_local(wc: Path, files: list[str], failing: list[str]) -> bool:
     """Whether removing the failing test functions can change nothing but their own outcomes: each file lost only
-    functions (no whole module moved), still compiles, and names none of them anywhere else (a helper another test
-    calls, a base class, an alias); no other module imports it (checked by the caller). Then every test left in the
-    task state behaves as it did with the change, where the selected run saw it pass: it needs no run of its own."""
+    functions (no whole module moved), still parses, and names none of them anywhere else, as a word of its text
+    (a helper another test calls, a base class, an alias; a comment or a string that names one counts too); no
+    other module imports it (checked by the caller). Then every test left in the task state behaves as it did with
+    the change, where the selected run saw it pass: it needs no run of its own."""
     if not all((wc / rel).is_file() and rel.endswith(".py") for rel in files):
         return False
     removed: dict[str, set[str]] = {}
@@ -302,18 +303,16 @@ def _removal_is_local(wc: Path, files: list[str], failing: list[str]) -> bool:
         rel, _classes, func = test_location(wc, tid)
         removed.setdefault(rel, set()).add(func)
     for rel in files:
-        path = wc / rel
         if rel not in removed:
             return False
         try:
-            tree = ast.parse(path.read_bytes(), rel)
-            compile(tree, rel, "exec")
-        except (SyntaxError, ValueError):
+            text = (wc / rel).read_text(encoding="utf-8")
+            ast.parse(text, rel)
+        except (SyntaxError, ValueError):  # UnicodeDecodeError is a ValueError
             return False
-        for node in ast.walk(tree):
-            name = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
-            if name in removed[rel]:
-                return False
+        names = "|".join(map(re.escape, sorted(removed[rel])))
+        if re.search(rf"(?<!\w)(?:{names})(?!\w)", text):
+            return False
     return True
 
 
@@ -638,8 +637,6 @@ def validate_many(
         if on_done:
             on_done(res)
 
-    try:
+    with kept_warm():
         (executor or LocalExecutor(workers)).run(validator, todo, record)
-    finally:
-        close_warm()
     return out

@@ -44,6 +44,7 @@ from repogym.synth import stage as synth_stage
 from repogym.synth.coverage import coverage_map
 from repogym.synth.stage import SynthRequest
 from repogym.validate import BuiltinRunner, ExternalRunner, IssueWriter
+from repogym.workspace import kept_warm, open_ahead
 
 STATE_FILES = (
     "tasks.jsonl",
@@ -139,12 +140,15 @@ class Workflow:
         self.env_seconds = time.monotonic() - started
         base = validate.Baseline(spec)
         self.timeout = self.cfg.timeout_s or base.timeout()
-        self.timed("synthesis", lambda: self.synthesize(src, spec))
-        self.timed("validation", lambda: self.validate(src, spec, base))
-        if self.cfg.combine:
-            self.timed("combine", lambda: self.combine(src))
+        with kept_warm():  # validation's warm copies serve checks 1-2 too
+            if self.cfg.warm and self.executor is None and self.cfg.agent == "auto":
+                open_ahead(src, spec, self.cfg.workers)  # while the coverage map and synthesis run
+            self.timed("synthesis", lambda: self.synthesize(src, spec))
             self.timed("validation", lambda: self.validate(src, spec, base))
-        self.timed("checks", lambda: self.check(src, spec))
+            if self.cfg.combine:
+                self.timed("combine", lambda: self.combine(src))
+                self.timed("validation", lambda: self.validate(src, spec, base))
+            self.timed("checks", lambda: self.check(src, spec))
         summary = self.summary()
         self.log(f"done {summary.model_dump_json()}")
         return summary

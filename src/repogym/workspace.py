@@ -1,10 +1,11 @@
 """Where validation and the checks run tests: a working copy at the base commit (validation, checks 1-2) or a
 sealed copy of a task state (check 3, as an agent's grade sees it), and the test runs over it.
 
-Cold: a fresh copy per candidate and a fresh sandbox per run, as in every other stage. Warm: each worker thread
-keeps one copy of each kind, reset between candidates (to the base with git reset and clean, or sealed anew; the
-private /tmp emptied), and one sandbox per copy whose server has imported pytest, so that a run is a fork
-(sandbox/session_server.py).
+Cold: a fresh copy per candidate and a fresh sandbox per run, as in every other stage. Warm: a pool keeps copies
+of each kind, each serving one caller at a time, reset between candidates (to the base with git reset and clean,
+or sealed anew; the private /tmp emptied), and one sandbox per copy whose server has imported pytest, so that a
+run is a fork (sandbox/session_server.py). A workflow keeps the pool open from before synthesis to the end of the
+checks: validation's copies open while the coverage map runs, and checks 1-2 reuse them.
 A small suite's run is mostly the interpreter's start and pytest's import: warm, the example's selected run
 takes 0.07 s instead of 0.26 s. A suite that is not plain pytest, or a backend without sessions, runs cold in
 the warm working copy.
@@ -17,6 +18,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from fnmatch import fnmatch
@@ -186,8 +188,55 @@ def _mount_points(sandbox: Sandbox) -> set[str]:
     return {Path(inside).relative_to("/tmp").parts[0] for inside in binds.values() if inside.startswith("/tmp/")}
 
 
-_warm: dict[tuple[int, str, str, str, bool], Workspace] = {}
-_lock = threading.Lock()
+Key = tuple[str, str, str, bool]  # repository, commit, environment, sealed or not
+
+
+class _Pool:
+    """The warm workspaces no caller is using, by kind, and how many of each kind are being opened ahead of
+    need. A workspace serves one caller at a time, on whichever thread, and goes back when the caller is done.
+    ``generation`` moves on when the pool is closed: a workspace in use or being opened then is closed when it
+    comes back."""
+
+    def __init__(self) -> None:
+        self.idle: dict[Key, list[Workspace]] = {}
+        self.opening: Counter[Key] = Counter()
+        self.generation = 0
+        self.scopes = 0
+        self.changed = threading.Condition()
+
+    def take(self, key: Key) -> tuple[Workspace | None, int]:
+        """An idle workspace of this kind, after waiting for those being opened (None: open one), and the
+        generation to give it back under."""
+        with self.changed:
+            while not self.idle.get(key) and self.opening[key] > 0:
+                self.changed.wait()
+            ws = self.idle[key].pop() if self.idle.get(key) else None
+            return ws, self.generation
+
+    def give(self, key: Key, ws: Workspace | None, generation: int, opened_ahead: bool = False) -> None:
+        """Back into the pool (``ws`` None: an opening ahead of need that failed); closed if the pool was."""
+        with self.changed:
+            if opened_ahead:
+                self.opening[key] -= 1
+            usable = ws is not None and ws.sandbox is not None and not ws.sandbox.closed
+            if ws is not None and usable and generation == self.generation:
+                self.idle.setdefault(key, []).append(ws)
+                ws = None
+            self.changed.notify_all()
+        if ws is not None:
+            ws.close()
+
+    def close(self) -> None:
+        with self.changed:
+            kept = [ws for idle in self.idle.values() for ws in idle]
+            self.idle.clear()
+            self.generation += 1
+            self.changed.notify_all()
+        for ws in kept:
+            ws.close()
+
+
+_pool = _Pool()
 
 
 @contextmanager
@@ -195,30 +244,91 @@ def workspace(
     src: RepoSource, spec: EnvSpec, warm: bool, prefix: str = "repogym-validate-", sealed: str | None = None
 ) -> Iterator[Workspace]:
     """A working copy of ``src`` at its base, or with ``sealed`` (a src.diff) a sealed copy of that task state
-    (repo.sealed_copy): this thread's warm one (reset, or sealed anew), or a fresh one removed afterwards. Their
-    runs (validation's and the checks') report failures in Python's format (see environment.run_tests)."""
+    (repo.sealed_copy): a warm one from the pool (reset, or sealed anew; opened when none is free), or a fresh one
+    removed afterwards. Their runs (validation's and the checks') report failures in Python's format (see
+    environment.run_tests)."""
     if not warm:
         with (
             temp_working_copy(src, prefix=prefix) if sealed is None else temp_sealed_copy(src, sealed, prefix=prefix)
         ) as wc:
             yield Workspace(spec, wc, native_tracebacks=True)
         return
-    key = (threading.get_ident(), str(src.git_dir), src.commit_sha, spec.key, sealed is not None)
-    with _lock:
-        ws = _warm.get(key)
-    if ws is None or ws.sandbox is None or ws.sandbox.closed:
-        _sweep_orphans()
-        root = Path(tempfile.mkdtemp(prefix=f"{WARM_PREFIX}{os.getpid()}-"))
-        dest = root / src.name.replace("#", "__")
+    key = _key(src, spec, sealed is not None)
+    ws, generation = _pool.take(key)
+    if ws is not None and (ws.sandbox is None or ws.sandbox.closed):
+        ws.close()  # its server died while it waited
+        ws = None
+    try:
+        if ws is None:
+            ws = _open(src, spec, sealed)
+        elif sealed is None:
+            ws.reset(src.commit_sha)
+        else:
+            ws.seal(src, sealed)
+        yield ws
+    finally:
+        if ws is not None:
+            _pool.give(key, ws, generation)
+
+
+def _key(src: RepoSource, spec: EnvSpec, sealed: bool) -> Key:
+    return str(src.git_dir), src.commit_sha, spec.key, sealed
+
+
+def _open(src: RepoSource, spec: EnvSpec, sealed: str | None) -> Workspace:
+    """A new warm workspace: its own copy, and a sandbox over it whose server has imported pytest."""
+    _sweep_orphans()
+    root = Path(tempfile.mkdtemp(prefix=f"{WARM_PREFIX}{os.getpid()}-"))
+    dest = root / src.name.replace("#", "__")
+    try:
         wc = working_copy(src, dest) if sealed is None else sealed_copy(src, sealed, dest)
-        ws = Workspace(spec, wc, open_env_sandbox(spec, wc, warm=True), native_tracebacks=True)
-        with _lock:
-            _warm[key] = ws
-    elif sealed is None:
-        ws.reset(src.commit_sha)
-    else:
-        ws.seal(src, sealed)
-    yield ws
+        return Workspace(spec, wc, open_env_sandbox(spec, wc, warm=True), native_tracebacks=True)
+    except BaseException:
+        shutil.rmtree(root, ignore_errors=True)
+        raise
+
+
+def open_ahead(src: RepoSource, spec: EnvSpec, count: int) -> list[threading.Thread]:
+    """Start opening ``count`` warm workspaces at ``src``'s base in the background, for a stage that comes
+    later (the workflow's validation and checks open theirs while the coverage map and synthesis run, on the core
+    they leave idle); the threads that open them. A stage that wants one waits for those still opening; one that
+    fails to open is left to the stage, which opens its own and meets the error there."""
+    key = _key(src, spec, False)
+    with _pool.changed:
+        _pool.opening[key] += count
+        generation = _pool.generation
+
+    def open_one() -> None:
+        ws = None
+        try:
+            ws = _open(src, spec, None)
+            if ws.sandbox is not None:
+                ws.sandbox.start()
+        except Exception:  # noqa: BLE001, S110 - the stage opens its own and reports the error
+            pass
+        finally:
+            _pool.give(key, ws, generation, opened_ahead=True)
+
+    threads = [threading.Thread(target=open_one, name="repogym-open-ahead", daemon=True) for _ in range(count)]
+    for thread in threads:
+        thread.start()
+    return threads
+
+
+@contextmanager
+def kept_warm() -> Iterator[None]:
+    """Warm workspaces stay open while a caller is inside this; the last one out closes them. A stage run alone
+    closes its own at its end; a workflow around its stages lets the checks reuse validation's copies."""
+    with _pool.changed:
+        _pool.scopes += 1
+    try:
+        yield
+    finally:
+        with _pool.changed:
+            _pool.scopes -= 1
+            last = _pool.scopes == 0
+        if last:
+            close_warm()
 
 
 def _sweep_orphans() -> None:
@@ -236,12 +346,8 @@ def _sweep_orphans() -> None:
 
 
 def close_warm() -> None:
-    """Close every thread's warm workspace (their sandboxes and working copies)."""
-    with _lock:
-        kept = list(_warm.values())
-        _warm.clear()
-    for ws in kept:
-        ws.close()
+    """Close every warm workspace (their sandboxes and working copies); those in use close when given back."""
+    _pool.close()
 
 
 atexit.register(close_warm)

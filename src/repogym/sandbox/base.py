@@ -247,6 +247,11 @@ class Sandbox(ABC):
             result.limit = self.over_disk() or f"disk limit ({human(self.limits.disk_bytes)}) passed"
         return result
 
+    def start(self) -> None:
+        """Start the session's server now instead of at the first command (a sandbox opened ahead of need)."""
+        if self.session and not self.closed:
+            self._live_session()
+
     def _live_session(self) -> Session:
         if self._session is None or not self._session.alive:
             self._session = Session(self._session_argv())
