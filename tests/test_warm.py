@@ -19,7 +19,7 @@ from conftest import make_git_repo
 from repogym import baserun, bytecode_cache
 from repogym.environment import EnvSpec, open_env_sandbox, run_tests
 from repogym.errors import RepogymError
-from repogym.repo import RepoSource, diff, git, open_repo, temp_working_copy
+from repogym.repo import RepoSource, diff, git, open_repo, temp_working_copy, working_copy
 from repogym.sandbox import open_sandbox
 from repogym.sandbox.bwrap import bwrap_available
 from repogym.workspace import WARM_PREFIX, Tracked, Workspace, close_warm, kept_warm, open_ahead, workspace
@@ -554,3 +554,82 @@ def test_a_copy_that_cannot_open_ahead_leaves_the_error_to_the_stage(calc: tuple
     with pytest.raises(RepogymError), workspace(src, broken, warm=True) as ws:
         ws.run(60)
     close_warm()
+
+
+def _tree_repo(tmp_path: Path, attributes: str = "") -> RepoSource:
+    """A repository with a module, a data file, an executable script and a link."""
+    root = tmp_path / "tree-src"
+    (root / "pkg").mkdir(parents=True)
+    (root / "pkg" / "mod.py").write_text("X = 1\n")
+    (root / "pkg" / "data.txt").write_text("abc\n")
+    (root / "notes.txt").write_text("notes\n")
+    (root / "run.sh").write_text("#!/bin/sh\necho hi\n")
+    (root / "run.sh").chmod(0o755)
+    (root / "link").symlink_to("pkg/data.txt")
+    if attributes:
+        (root / ".gitattributes").write_text(attributes)
+    return open_repo(make_git_repo(root, tmp_path / "tree-repo"))
+
+
+def _checkout(root: Path) -> dict[str, tuple[str, bytes]]:
+    """Each tracked path's kind (link, executable or file) and content."""
+    out = {}
+    for rel in git(["ls-files"], cwd=root).splitlines():
+        path = root / rel
+        if path.is_symlink():
+            out[rel] = ("link", os.readlink(path).encode())
+        else:
+            out[rel] = ("exec" if os.access(path, os.X_OK) else "file", path.read_bytes())
+    return out
+
+
+def test_a_reset_rewrites_only_the_files_that_changed_as_git_would(
+    calc: tuple[RepoSource, EnvSpec], tmp_path: Path
+) -> None:
+    """After git's first reset, a kept copy's resets put back what changed without a git process: an edit of the
+    same size with its times set back, a file become a folder, a lost executable bit, a link pointed elsewhere, a
+    deleted file and a staged index. The copy is then what a fresh checkout is, git sees no change, and only the
+    changed files were written."""
+    src = _tree_repo(tmp_path)
+    spec = calc[1].model_copy(update={"overlay": []})
+    ws = Workspace(spec, working_copy(src, tmp_path / "wc"))
+    fresh = _checkout(ws.wc)
+    ws.reset(src.commit_sha)  # git's reset: from now on, the files are known
+    ws.reset(src.commit_sha)  # checks every file's content once
+    tree = ws._trees[src.commit_sha]
+    assert tree.racy == set(), "nothing to write"
+    mod = ws.wc / "pkg" / "mod.py"
+    before = mod.stat()
+    mod.write_text("X = 2\n")
+    os.utime(mod, ns=(before.st_atime_ns, before.st_mtime_ns))
+    (ws.wc / "pkg" / "data.txt").unlink()
+    (ws.wc / "pkg" / "data.txt").mkdir()
+    (ws.wc / "pkg" / "data.txt" / "inside").write_text("x")
+    (ws.wc / "run.sh").chmod(0o644)
+    (ws.wc / "link").unlink()
+    (ws.wc / "link").symlink_to("notes.txt")
+    (ws.wc / "notes.txt").unlink()
+    (ws.wc / "new.txt").write_text("new")
+    git(["add", "-A"], cwd=ws.wc)
+    ws.reset(src.commit_sha)
+    assert ws._trees[src.commit_sha] is tree, "no fallback to git's reset"
+    assert tree.racy == {"pkg/mod.py", "pkg/data.txt", "run.sh", "link", "notes.txt"}, "only what changed"
+    assert _checkout(ws.wc) == fresh and not (ws.wc / "new.txt").exists()
+    assert git(["status", "--porcelain"], cwd=ws.wc) == ""
+    assert git(["diff", "--cached", src.commit_sha], cwd=ws.wc) == "", "the index is the commit's again"
+    git(["-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "--allow-empty", "-m", "moved"], cwd=ws.wc)
+    ws.reset(src.commit_sha)
+    assert git(["rev-parse", "HEAD"], cwd=ws.wc).strip() == src.commit_sha, "HEAD moved: git's reset"
+    assert ws._trees[src.commit_sha] is not tree
+    ws.close()
+
+
+def test_a_repository_with_attributes_is_reset_by_git(calc: tuple[RepoSource, EnvSpec], tmp_path: Path) -> None:
+    """Where git converts what it checks out (line ends, filters), a blob is not the file: git resets."""
+    src = _tree_repo(tmp_path, attributes="*.txt text eol=crlf\n")
+    ws = Workspace(calc[1].model_copy(update={"overlay": []}), working_copy(src, tmp_path / "wc"))
+    (ws.wc / "notes.txt").write_text("changed\n")
+    ws.reset(src.commit_sha)
+    ws.reset(src.commit_sha)
+    assert (ws.wc / "notes.txt").read_bytes() == b"notes\r\n" and not ws._trees
+    ws.close()

@@ -38,29 +38,34 @@ def usable(wc: Path) -> bool:
 
 
 def stamp_sources(root: Path, stamped: dict[str, tuple[int, int]], key: bytes) -> None:
-    """Set the mtime of every Python file under ``root`` (symbolic links aside) from its content and ``key``.
-    ``stamped`` (path -> the mtime and size it was given) skips the files untouched since: any write moves the
-    mtime. A file that cannot be stamped (gone, unreadable) loses its cached bytecode instead."""
+    """Set the mtime of every Python file under ``root`` (symbolic links aside) from its content and ``key``
+    (``stamp``)."""
     for dirpath, dirnames, filenames in os.walk(root):
         dirnames[:] = [d for d in dirnames if d not in (".git", KEPT)]
         for name in filenames:
-            if not name.endswith(".py"):
-                continue
-            path = os.path.join(dirpath, name)
-            try:
-                st = os.lstat(path)
-                if not stat.S_ISREG(st.st_mode) or stamped.get(path) == (st.st_mtime_ns, st.st_size):
-                    continue
-                with open(path, "rb") as f:
-                    digest = hashlib.blake2b(f.read(), digest_size=8, key=key).digest()
-                ns = (STAMP_EPOCH + int.from_bytes(digest, "big") % STAMP_RANGE) * 1_000_000_000
-                os.utime(path, ns=(ns, ns), follow_symlinks=False)
-                stamped[path] = (ns, st.st_size)
-            except OSError:
-                stamped.pop(path, None)
-                cache = Path(dirpath, KEPT)
-                for cached in () if cache.is_symlink() else cache.glob(f"{name[:-3]}.*.pyc"):
-                    cached.unlink(missing_ok=True)
+            if name.endswith(".py"):
+                stamp(os.path.join(dirpath, name), stamped, key)
+
+
+def stamp(path: str, stamped: dict[str, tuple[int, int]], key: bytes) -> None:
+    """Set the mtime of Python file ``path`` from its content and ``key``. ``stamped`` (path -> the mtime and size
+    it was given) skips a file untouched since: any write moves the mtime. A file that cannot be stamped (gone,
+    unreadable) loses its cached bytecode instead."""
+    try:
+        st = os.lstat(path)
+        if not stat.S_ISREG(st.st_mode) or stamped.get(path) == (st.st_mtime_ns, st.st_size):
+            return
+        with open(path, "rb") as f:
+            digest = hashlib.blake2b(f.read(), digest_size=8, key=key).digest()
+        ns = (STAMP_EPOCH + int.from_bytes(digest, "big") % STAMP_RANGE) * 1_000_000_000
+        os.utime(path, ns=(ns, ns), follow_symlinks=False)
+        stamped[path] = (ns, st.st_size)
+    except OSError:
+        stamped.pop(path, None)
+        folder, name = os.path.split(path)
+        cache = Path(folder, KEPT)
+        for cached in () if cache.is_symlink() else cache.glob(f"{name[:-3]}.*.pyc"):
+            cached.unlink(missing_ok=True)
 
 
 def prune(root: Path) -> None:

@@ -38,6 +38,7 @@ from repogym.repo import (
 )
 from repogym.sandbox import Sandbox
 from repogym.testresults import TestRun
+from repogym.tree_restore import TreeState
 
 SERVER_FILES = "repogym-session-"  # the warm server's output files, in the private /tmp
 WARM_PREFIX = "repogym-warm-"  # + the owning process's id: a dead owner's copy is removed by the next one
@@ -53,6 +54,7 @@ class Workspace:
         self.bytecode = sandbox is not None and bytecode_cache.usable(wc)  # a kept copy's runs keep their bytecode
         self._stamped: dict[str, tuple[int, int]] = {}
         self._tracked: dict[str, Tracked | None] = {}  # commit -> its files, for the resets' clean
+        self._trees: dict[str, TreeState] = {}  # commit -> its files as the last reset left them
         self._key = os.urandom(16)
 
     def run(self, timeout_s: float, select: list[str] | None = None) -> TestRun:
@@ -90,17 +92,21 @@ class Workspace:
         """Back to commit ``sha`` with nothing else: no change, no file a test left (the bytecode cache aside,
         see bytecode_cache.py), an empty /tmp.
 
-        git's index trusts file stat data, and an edit that keeps a file's size within the same timestamp tick as
-        the last reset looks unchanged to it (seen on pluggy: another task's change survived `reset --hard`). So
-        the index is dropped first: the mixed reset rebuilds it by hashing every file, and the hard reset then
-        rewrites exactly the files whose content differs."""
-        (self.wc / ".git" / "index").unlink(missing_ok=True)
-        git(["reset", "-q", sha], cwd=self.wc)
-        git(["reset", "-q", "--hard", sha], cwd=self.wc)
+        Once git has reset the copy, the files that changed since are rewritten from their blobs without it
+        (tree_restore.py). git's reset drops the index first: git's index trusts file stat data, and an edit that
+        keeps a file's size within the same timestamp tick as the last reset looks unchanged to it (seen on
+        pluggy: another task's change survived `reset --hard`); the mixed reset rebuilds it by hashing every
+        file, and the hard reset then rewrites exactly the files whose content differs."""
+        tree = self._trees.get(sha)
+        written = tree.restore() if tree is not None else None
+        if written is None:
+            (self.wc / ".git" / "index").unlink(missing_ok=True)
+            git(["reset", "-q", sha], cwd=self.wc)
+            git(["reset", "-q", "--hard", sha], cwd=self.wc)
         keep = bytecode_cache.KEPT if self.bytecode else None
         if sha not in self._tracked:
-            listed = git(["ls-files", "-s", "-z"], cwd=self.wc)
-            self._tracked[sha] = Tracked(listed) if "\ufffd" not in listed else None  # names not UTF-8: git cleans
+            listing = git(["ls-files", "-s", "-z"], cwd=self.wc)
+            self._tracked[sha] = Tracked(listing) if "\ufffd" not in listing else None  # names not UTF-8: git cleans
         tracked = self._tracked[sha]
         if tracked is None:
             git(["clean", "-q", "-ff", "-d", "-x", *(["-e", keep] if keep else [])], cwd=self.wc)
@@ -108,6 +114,14 @@ class Workspace:
             tracked.clean(self.wc, keep)
         if self.bytecode:
             bytecode_cache.prune(self.wc)
+            for rel in written or ():
+                if rel.endswith(".py"):  # stamped now, so that the next run leaves it as recorded
+                    bytecode_cache.stamp(str(self.wc / rel), self._stamped, self._key)
+        if written is not None and tree is not None:
+            tree.record(written)
+        elif tracked is not None and TreeState.applies(self.wc, tracked.paths):
+            self._trees[sha] = TreeState(self.wc, sha, tracked.blobs)
+            self._trees[sha].record()
         self._tidy()
 
     def _tidy(self) -> None:
@@ -137,6 +151,8 @@ class Tracked:
         entries = [line.split("\t", 1) for line in listing.split("\0") if "\t" in line]
         self.paths = frozenset(path for _, path in entries)
         self.submodules = frozenset(path for head, path in entries if head.startswith("160000 "))
+        # path -> (mode, blob id) of each file and link, stage 0 (a reset leaves no conflict)
+        self.blobs = {path: (head.split()[0], head.split()[1]) for head, path in entries if path not in self.submodules}
         self.folders = frozenset(str(parent) for p in self.paths for parent in PurePosixPath(p).parents)
 
     def clean(self, root: Path, keep: str | None = None) -> None:
