@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from repogym.synth.coverage import CoverageMap, function_headers
 from repogym.synth.procedural import Candidate, names_function, select
 from repogym.synth.transforms import Edit
 
@@ -33,3 +34,42 @@ def test_select_demotes_changes_whose_tests_are_slow() -> None:
         picked = select(pool, 5, seed, set(), total_tests=100, total_seconds=120.0)
         assert "prime" not in {c.function for c in picked}
     assert select(pool, 6, 0, set(), total_tests=100, total_seconds=120.0)[-1].function == "prime"
+
+
+HEADERS = """\
+import functools
+
+
+@functools.lru_cache(
+    maxsize=2)
+def f(x,
+      y=1):
+    return x + y
+
+
+class C:
+    Z = 1
+
+    def m(self):
+        return 2
+"""
+
+
+def test_a_change_to_a_functions_header_selects_the_tests_that_call_it() -> None:
+    """A decorator or a signature runs at import, to make the function: its change reaches the tests that call the
+    function, which run its body. Any other import-time line (a class attribute) can reach every test."""
+    cov = CoverageMap(
+        tests=["t::calls_f", "t::calls_m", "t::neither"],
+        sets=[[0], [1]],
+        lines={"pkg.py": {8: 0, 15: 1}},
+        import_lines={"pkg.py": {1, 4, 6, 11, 12, 14}},
+    )
+    sources: dict[str, str | None] = {"pkg.py": HEADERS}
+    assert cov.at_import({"pkg.py": [4]})
+    assert cov.through_calls({"pkg.py": [4, 5]}, sources) == {"pkg.py": [5, 8]}
+    assert cov.selection(cov.through_calls({"pkg.py": [6, 7]}, sources) or {}) == ["t::calls_f"]
+    assert cov.selection(cov.through_calls({"pkg.py": [14, 15]}, sources) or {}) == ["t::calls_m"], "a method"
+    assert cov.through_calls({"pkg.py": [12]}, sources) is None, "a class attribute"
+    assert cov.through_calls({"pkg.py": [4]}, {}) is None, "no source to read the header from"
+    assert cov.through_calls({"pkg.py": [8]}, {}) == {"pkg.py": [8]}, "nothing at import"
+    assert function_headers("def broken(:\n") == {}

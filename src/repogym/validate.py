@@ -96,11 +96,13 @@ def validate_auto(
     with workspace(src, spec, warm) as ws:
         wc = ws.wc
         try:
-            changed = [PurePosixPath(f).as_posix() for f in patches.apply(patches.parse(task.patches), wc).files]
+            applied = patches.apply(patches.parse(task.patches), wc)
         except PatchError as e:
             raise Rejected(f"the candidate's patch does not apply: {e}") from e
+        changed = [PurePosixPath(f).as_posix() for f in applied.files]
         _mark_changed(wc, changed)
-        selection = _selection(coverage, task.lines or changed_lines(wc), spec)
+        before = {PurePosixPath(f).as_posix(): text for f, text in applied.before.items()}
+        selection = _selection(coverage, task.lines or changed_lines(wc), spec, before)
         run, failing, selected = _with_change(ws, base, timeout_s, max_fail_fraction, selection, coverage)
         # Change-aware, the task state runs only what the removal can touch, after a whole run as after a
         # selected one: either saw every test the change can alter.
@@ -156,10 +158,18 @@ class IssueWriter:
             raise  # the endpoint: every candidate would meet it, so the stage stops and says so
 
 
-def _selection(coverage: CoverageMap | None, lines: dict[str, list[int]], spec: EnvSpec) -> list[str] | None:
-    """The tests to run with the change, or None for the whole suite (no map, a change at import time)."""
-    if coverage is None or not spec.pytest or not lines or coverage.at_import(lines):
+def _selection(
+    coverage: CoverageMap | None, lines: dict[str, list[int]], spec: EnvSpec, before: dict[str, str | None]
+) -> list[str] | None:
+    """The tests to run with the change (of ``lines`` of the base files ``before``), or None for the whole suite
+    (no map, a change at import time other than a function's header)."""
+    if coverage is None or not spec.pytest or not lines:
         return None
+    if coverage.at_import(lines):
+        through = coverage.through_calls(lines, before)
+        if through is None:
+            return None
+        lines = through
     selection = coverage.selection(lines)
     if not selection:
         raise Rejected("no test executes the changed lines (per the coverage map)")

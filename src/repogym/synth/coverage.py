@@ -4,7 +4,8 @@ The map aims synthesis (only lines some test executes are changed, preferably li
 validation run only the tests that execute a candidate's changed lines. A line-trace hook (the standard
 library's ``sys.settrace``; no plugin in the project's environment) records, per test, the lines of the
 project's own files run while that test's setup, call and teardown run; lines run outside any test (imports,
-collection, class bodies, module bodies) are import-time lines, whose change can reach every test.
+collection, class bodies, module bodies) are import-time lines, whose change can reach every test, except a
+function's header (decorators and signature), whose change reaches the tests that call the function.
 
 A test that starts a Python process (a CLI test) has that process traced too: the probe puts a
 ``sitecustomize`` on PYTHONPATH that traces any interpreter started while a test runs and reports its lines, at
@@ -16,6 +17,7 @@ code and the machine's load). They are opaque, and validation runs them with eve
 
 from __future__ import annotations
 
+import ast
 import json
 import shlex
 from dataclasses import dataclass, field
@@ -251,6 +253,43 @@ class CoverageMap:
         """Whether any of ``lines`` runs outside a test (at import, in a class or module body): a change there
         can reach tests that never execute it."""
         return any(set(numbers) & self.import_lines.get(path, set()) for path, numbers in lines.items())
+
+    def through_calls(self, lines: dict[str, list[int]], sources: dict[str, str | None]) -> dict[str, list[int]] | None:
+        """``lines`` (of the ``sources`` they number) with each import-time line of a function's header (its
+        decorators and signature: run once, at import, to make the function) replaced by the function's body:
+        a change there (a default, a decorator, the function removed) reaches the tests that call it, which run
+        its body. None when an import-time line is anything else (a module or class statement): the change can
+        reach every test. A test that only looks at the function (introspection, `hasattr`) is not selected;
+        checks 1 and 3, which run the whole suite, reject a task whose lists that makes wrong."""
+        out: dict[str, list[int]] = {}
+        for path, numbers in lines.items():
+            at_import = set(numbers) & self.import_lines.get(path, set())
+            text = sources.get(path)
+            if at_import and text is None:
+                return None
+            headers = function_headers(text) if at_import and text is not None else {}
+            if not at_import <= headers.keys():
+                return None
+            out[path] = sorted(set(numbers) - at_import | {n for line in at_import for n in headers[line]})
+        return out
+
+
+def function_headers(text: str) -> dict[int, range]:
+    """Each line of a function's header in ``text`` (decorators to the end of the signature) -> its body's
+    lines; {} when the text does not parse."""
+    try:
+        tree = ast.parse(text)
+    except (SyntaxError, ValueError):
+        return {}
+    out: dict[int, range] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            body = node.body[0].lineno
+            end = body - 1 if body > node.lineno else node.lineno
+            for line in range(first, end + 1):
+                out[line] = range(body, (node.end_lineno or body) + 1)
+    return out
 
 
 def probe(spec: EnvSpec, wc: Path, timeout_s: float = 900.0) -> CoverageMap | None:
