@@ -70,8 +70,8 @@ def run_state(
 ) -> Outcome:
     """Check 1's or 2's run (``select``: only these test files, or only the tests tests.diff adds to them when
     that is all it does (added_tests.py), and the test modules that import them), judged without the
-    ``excluded`` tests (the base's known failures and flaky tests); ``warm``: in this thread's kept working copy
-    (see workspace.py). Check 3 runs through the grader (``grading.run_solution``): a sealed copy, as every
+    ``excluded`` tests (the base's known failures and flaky tests); ``warm``: in a kept working copy from the
+    pool (see workspace.py). Check 3 runs through the grader (``grading.run_solution``): a sealed copy, as every
     agent's grade."""
     with workspace(src, spec, warm, prefix="repogym-check-") as ws:
         reason = _apply(ws.wc, "src.diff", rec.src_diff)
@@ -159,8 +159,8 @@ def check_task(
     warm: bool = False,
 ) -> CheckRecord:
     """Run the three checks (plus reruns of 1 and 3) and say why a task fails, in words a person can act on.
-    ``warm``: they run in this thread's kept copies (not with ``parallel``, whose threads are the task's own, nor
-    for a task an agent validated)."""
+    ``warm``: they run in kept copies from the pool (not with ``parallel``, where the three run at once in fresh
+    copies, nor for a task an agent validated)."""
     out = CheckRecord(task_id=rec.task_id, ok=False)
     # Only repogym's own code runs warm: a task an agent validated carries the agent's tests, checked cold.
     warm = warm and not parallel and rec.validator == "auto"

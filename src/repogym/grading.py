@@ -105,8 +105,8 @@ def run_solution(
     warm: bool = False,
 ) -> tuple[TestRun | None, str | None]:
     """Task state + ``patch`` + tests.diff in a sealed copy: (the run without the ``excluded`` tests, or why it
-    could not run). Check 3 runs the gold patch through here: in a fresh copy and sandbox, or ``warm``, in this
-    thread's kept sealed copy, sealed anew, whose runs fork from a server that has imported pytest (see
+    could not run). Check 3 runs the gold patch through here: in a fresh copy and sandbox, or ``warm``, in a kept
+    sealed copy from the pool, sealed anew, whose runs fork from a server that has imported pytest (see
     workspace.py); never an agent's code, which ``grade_solution`` runs fresh."""
     with workspace(src, spec, warm, prefix="repogym-grade-", sealed=rec.src_diff) as ws:
         error = _apply_solution(ws.wc, rec, patch)

@@ -89,9 +89,10 @@ def validate_auto(
     With a coverage map (change-aware validation) only the tests that execute the changed lines run with the
     change (and the opaque ones, see synth/coverage.py), and only the test files the task moves run in the task
     state, when removing the failing tests can break anything but themselves: a test that executes no changed
-    line behaves as at the base. A change to lines run at import, or a selection the runner cannot take, runs the
-    whole suite; checks 1 and 3 run the whole suite of every task that survives. ``warm``: in this thread's kept
-    working copy, whose runs fork from a server that has imported pytest (see workspace.py).
+    line behaves as at the base. A change to lines run at import (but a function's header), or a selection the
+    runner cannot take, runs the whole suite; checks 1 and 3 run the whole suite of every task that survives.
+    ``warm``: in a kept working copy from the pool, whose runs fork from a server that has imported pytest (see
+    workspace.py).
     """
     with workspace(src, spec, warm) as ws:
         wc = ws.wc
