@@ -73,3 +73,6 @@ def test_a_change_to_a_functions_header_selects_the_tests_that_call_it() -> None
     assert cov.through_calls({"pkg.py": [4]}, {}) is None, "no source to read the header from"
     assert cov.through_calls({"pkg.py": [8]}, {}) == {"pkg.py": [8]}, "nothing at import"
     assert function_headers("def broken(:\n") == {}
+    at_import = CoverageMap(cov.tests, sets=cov.sets, lines=cov.lines, import_lines={"pkg.py": {1, 4, 6, 8}})
+    assert at_import.through_calls({"pkg.py": [7]}, sources) == {"pkg.py": [7]}, "no header line at import"
+    assert at_import.through_calls({"pkg.py": [6]}, sources) is None, "f runs at import (a constant made by it)"

@@ -513,8 +513,14 @@ def test_warm_copies_are_a_pool_opened_ahead_and_kept_across_stages(calc: tuple[
             thread.join()
         with workspace(src, spec, warm=True) as one, workspace(src, spec, warm=True) as two:
             assert one.wc != two.wc
+            servers = set()
             for ws in (one, two):
                 assert ws.sandbox is not None and ws.sandbox._session is not None, "its server started ahead"
+                session = ws.sandbox._session
+                assert session.alive, "it outlives the thread that started it (bwrap dies with its parent thread)"
+                assert ws.run(60, ["tests/test_ops.py::test_add"]).exit_code == 0
+                assert ws.sandbox._session is session and session.alive, "the same server ran it"
+                servers.add(session.proc.pid)
             opened = {one.wc, two.wc}
         with kept_warm():  # a stage within the workflow
             other: list[Path] = []
@@ -528,6 +534,9 @@ def test_warm_copies_are_a_pool_opened_ahead_and_kept_across_stages(calc: tuple[
             worker.start()
             worker.join()
             assert other and other[0] in opened, "another thread's copy, reset, not a new one"
+        with workspace(src, spec, warm=True) as ws:
+            assert ws.sandbox is not None and ws.sandbox._session is not None
+            assert ws.sandbox._session.proc.pid in servers, "the server outlived the stage's thread"
         assert all(wc.exists() for wc in opened), "the inner scope's end leaves them open"
     assert not any(wc.exists() for wc in opened), "the last scope out closes them"
 
@@ -621,6 +630,14 @@ def test_a_reset_rewrites_only_the_files_that_changed_as_git_would(
     ws.reset(src.commit_sha)
     assert git(["rev-parse", "HEAD"], cwd=ws.wc).strip() == src.commit_sha, "HEAD moved: git's reset"
     assert ws._trees[src.commit_sha] is not tree
+    ws.reset(src.commit_sha)
+    outside = tmp_path / "outside"
+    shutil.move(ws.wc / "pkg", outside)  # the same files, inodes and all, now reached through a link
+    (outside / "data.txt").write_text("abd\n")
+    (ws.wc / "pkg").symlink_to(outside)
+    ws.reset(src.commit_sha)
+    assert _checkout(ws.wc) == fresh and not (ws.wc / "pkg").is_symlink(), "a folder again, by git's reset"
+    assert (outside / "data.txt").read_text() == "abd\n", "nothing written through the link"
     ws.close()
 
 

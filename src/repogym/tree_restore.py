@@ -11,7 +11,7 @@ from the last reset by git (its stat data only tells git what it may skip; a fil
 
 Only where the blob is the file: a copy whose repository has attributes (``.gitattributes``: filters, line-end
 conversion) or ``core.autocrlf`` is reset by git, as is one whose HEAD moved or where a file cannot be put back
-(a folder made where a file was, under a file).
+(a folder made where a file was, a link or a file where a folder was).
 """
 
 from __future__ import annotations
@@ -39,8 +39,9 @@ class TreeState:
     """The tracked files of commit ``sha`` in working copy ``wc`` (path -> mode and blob id, submodules aside), as
     the last reset left them."""
 
-    def __init__(self, wc: Path, sha: str, blobs: dict[str, tuple[str, str]]) -> None:
+    def __init__(self, wc: Path, sha: str, blobs: dict[str, tuple[str, str]], folders: Iterable[str]) -> None:
         self.wc, self.sha, self.blobs = wc, sha, blobs
+        self.folders = sorted(f for f in folders if f != ".")
         self.recorded: dict[str, Signature] = {}
         self.racy: set[str] = set()
         self.index = b""
@@ -69,7 +70,7 @@ class TreeState:
     def restore(self) -> list[str] | None:
         """Put back each tracked file that changed since the last record, and the index; the files written, or
         None when only git's reset can do it (nothing recorded, HEAD moved, a file that cannot be put back)."""
-        if not self.index or _head(self.wc) != self.sha:
+        if not self.index or _head(self.wc) != self.sha or not self._folders_hold():
             return None
         changed = []
         for rel, (mode, oid) in self.blobs.items():
@@ -93,6 +94,19 @@ class TreeState:
         except (OSError, GitError):
             return None
         return changed
+
+    def _folders_hold(self) -> bool:
+        """Whether each folder of the commit is a folder or gone, never a link or a file: a file's path through a
+        link (a folder a test replaced) would be read, and written, where the link points."""
+        for rel in self.folders:
+            try:
+                if not stat.S_ISDIR(os.lstat(self.wc / rel).st_mode):
+                    return False
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return False
+        return True
 
 
 def _signature(st: os.stat_result) -> Signature:

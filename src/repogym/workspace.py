@@ -120,7 +120,7 @@ class Workspace:
         if written is not None and tree is not None:
             tree.record(written)
         elif tracked is not None and TreeState.applies(self.wc, tracked.paths):
-            self._trees[sha] = TreeState(self.wc, sha, tracked.blobs)
+            self._trees[sha] = TreeState(self.wc, sha, tracked.blobs, tracked.folders)
             self._trees[sha].record()
         self._tidy()
 
@@ -242,8 +242,12 @@ class _Pool:
         if ws is not None:
             ws.close()
 
-    def close(self) -> None:
+    def close(self, unless_kept: bool = False) -> None:
+        """Close the idle copies (and, when given back, those in use or being opened); ``unless_kept``: only when
+        no scope keeps them, decided in the same hold of the lock as the closing."""
         with self.changed:
+            if unless_kept and self.scopes > 0:
+                return
             kept = [ws for idle in self.idle.values() for ws in idle]
             self.idle.clear()
             self.generation += 1
@@ -281,10 +285,14 @@ def workspace(
             ws.reset(src.commit_sha)
         else:
             ws.seal(src, sealed)
+    except BaseException:
+        if ws is not None:
+            ws.close()  # half reset or sealed: never the next caller's
+        raise
+    try:
         yield ws
     finally:
-        if ws is not None:
-            _pool.give(key, ws, generation)
+        _pool.give(key, ws, generation)
 
 
 def _key(src: RepoSource, spec: EnvSpec, sealed: bool) -> Key:
@@ -342,9 +350,7 @@ def kept_warm() -> Iterator[None]:
     finally:
         with _pool.changed:
             _pool.scopes -= 1
-            last = _pool.scopes == 0
-        if last:
-            close_warm()
+        _pool.close(unless_kept=True)
 
 
 def _sweep_orphans() -> None:

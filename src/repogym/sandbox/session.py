@@ -15,6 +15,7 @@ import select
 import signal
 import subprocess
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -25,13 +26,25 @@ START_TIMEOUT_S = 60.0
 GRACE_S = 30.0  # beyond a command's own timeout, before the host gives up on the server
 
 
+# Every server is started by this one thread, which lives as long as the process: a sandbox that dies with its
+# parent (bwrap --die-with-parent, the kernel's parent-death signal) dies with the *thread* that started it, and a
+# kept server outlives the worker thread of the stage that first ran a command in it (the workflow's checks reuse
+# validation's; servers opened ahead are started by threads that end at once).
+_STARTER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="repogym-session-start")
+
+
 class Session:
     """The command server's process and its two pipes; ``run`` is called by one thread at a time."""
 
     def __init__(self, argv: list[str]) -> None:
-        self.proc = subprocess.Popen(
-            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, start_new_session=True
-        )
+        self.proc = _STARTER.submit(
+            subprocess.Popen,
+            argv,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        ).result()
         self._buf = b""
         ready = self._line(START_TIMEOUT_S)
         if ready not in (b"ready", b"ready pytest"):

@@ -258,9 +258,10 @@ class CoverageMap:
         """``lines`` (of the ``sources`` they number) with each import-time line of a function's header (its
         decorators and signature: run once, at import, to make the function) replaced by the function's body:
         a change there (a default, a decorator, the function removed) reaches the tests that call it, which run
-        its body. None when an import-time line is anything else (a module or class statement): the change can
-        reach every test. A test that only looks at the function (introspection, `hasattr`) is not selected;
-        checks 1 and 3, which run the whole suite, reject a task whose lists that makes wrong."""
+        its body. None when an import-time line is anything else (a module or class statement), or the function
+        itself runs at import (a module constant made by calling it): the change can reach every test. A test
+        that only looks at the function (introspection, `hasattr`) is not selected; checks 1 and 3, which run the
+        whole suite, reject a task whose lists that makes wrong."""
         out: dict[str, list[int]] = {}
         for path, numbers in lines.items():
             at_import = set(numbers) & self.import_lines.get(path, set())
@@ -270,7 +271,10 @@ class CoverageMap:
             headers = function_headers(text) if at_import and text is not None else {}
             if not at_import <= headers.keys():
                 return None
-            out[path] = sorted(set(numbers) - at_import | {n for line in at_import for n in headers[line]})
+            bodies = {n for line in at_import for n in headers[line]}
+            if bodies & self.import_lines.get(path, set()):
+                return None  # the function runs at import too (a module constant made by it): every test
+            out[path] = sorted(set(numbers) - at_import | bodies)
         return out
 
 
