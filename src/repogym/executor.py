@@ -81,7 +81,9 @@ class RayExecutor(Executor[T, R]):
         self, fn: Callable[[T], R], units: Iterable[T], on_done: Callable[[T, R | InfrastructureFailure], None]
     ) -> None:
         ray = self.ray
-        remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False)(apply)
+        # SPREAD: units go to every node with a free CPU, not to the driver's node first (Ray's default packs a
+        # node before it spills over; a unit is sandboxes and test runs, and a cluster is there to share them)
+        remote = ray.remote(max_retries=self.max_retries, retry_exceptions=False, scheduling_strategy="SPREAD")(apply)
         fn_ref = ray.put(fn)  # shipped once, not with every unit
         pending: dict[Any, T] = {}
         todo = iter(units)
