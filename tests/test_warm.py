@@ -601,7 +601,7 @@ def test_a_reset_rewrites_only_the_files_that_changed_as_git_would(
     changed files were written."""
     src = _tree_repo(tmp_path)
     spec = calc[1].model_copy(update={"overlay": []})
-    ws = Workspace(spec, working_copy(src, tmp_path / "wc"))
+    ws = Workspace(spec, working_copy(src, tmp_path / "copy" / "wc"))  # closing removes its parent
     fresh = _checkout(ws.wc)
     ws.reset(src.commit_sha)  # git's reset: from now on, the files are known
     ws.reset(src.commit_sha)  # checks every file's content once
@@ -644,9 +644,16 @@ def test_a_reset_rewrites_only_the_files_that_changed_as_git_would(
 def test_a_repository_with_attributes_is_reset_by_git(calc: tuple[RepoSource, EnvSpec], tmp_path: Path) -> None:
     """Where git converts what it checks out (line ends, filters), a blob is not the file: git resets."""
     src = _tree_repo(tmp_path, attributes="*.txt text eol=crlf\n")
-    ws = Workspace(calc[1].model_copy(update={"overlay": []}), working_copy(src, tmp_path / "wc"))
+    ws = Workspace(calc[1].model_copy(update={"overlay": []}), working_copy(src, tmp_path / "copy" / "wc"))
     (ws.wc / "notes.txt").write_text("changed\n")
     ws.reset(src.commit_sha)
     ws.reset(src.commit_sha)
     assert (ws.wc / "notes.txt").read_bytes() == b"notes\r\n" and not ws._trees
     ws.close()
+    plain = _tree_repo(tmp_path / "plain")
+    for setting in (["core.autocrlf", "true"], ["core.attributesFile", str(tmp_path / "attributes")]):
+        other = Workspace(ws.spec, working_copy(plain, tmp_path / setting[0] / "wc"))
+        git(["config", *setting], cwd=other.wc)
+        other.reset(plain.commit_sha)
+        assert not other._trees, setting
+        other.close()

@@ -9,9 +9,9 @@ the next reset checks by content (the blob id of what is there). A changed file 
 ``git cat-file``, then from memory: validation changes the same few files again and again) and the index its copy
 from the last reset by git (its stat data only tells git what it may skip; a file rewritten since is hashed).
 
-Only where the blob is the file: a copy whose repository has attributes (``.gitattributes``: filters, line-end
-conversion) or ``core.autocrlf`` is reset by git, as is one whose HEAD moved or where a file cannot be put back
-(a folder made where a file was, a link or a file where a folder was).
+Only where the blob is the file: a copy whose repository has attributes (``.gitattributes``, an attributes file
+of git's configuration: filters, line-end conversion) or ``core.autocrlf`` is reset by git, as is one whose HEAD
+moved or where a file cannot be put back (a folder made where a file was, a link or a file where a folder was).
 """
 
 from __future__ import annotations
@@ -51,7 +51,9 @@ class TreeState:
         """Whether every tracked file is its blob, byte for byte: no attributes, no line-end conversion."""
         if any(p.rsplit("/", 1)[-1] == ".gitattributes" for p in paths) or (wc / ".git/info/attributes").exists():
             return False
-        return git(["config", "--get", "core.autocrlf"], cwd=wc, check=False).strip().lower() in ("", "false")
+        found = git(["config", "--get-regexp", r"^core\.(autocrlf|attributesfile)$"], cwd=wc, check=False)
+        settings = dict(line.partition(" ")[::2] for line in found.lower().splitlines())  # a bare key: true
+        return "core.attributesfile" not in settings and settings.get("core.autocrlf", "false") == "false"
 
     def record(self, paths: Iterable[str] | None = None) -> None:
         """The ``lstat`` of ``paths`` as they are now, after a reset that wrote them (all of them, and the index:
