@@ -49,7 +49,14 @@ def cache_dir() -> Path:
 
 
 def git(args: list[str], cwd: Path | None = None, stdin: str | None = None, check: bool = True) -> str:
-    """Run git with a timeout; raise GitError with git's stderr when it fails and ``check`` is set.
+    """Run git with a timeout; raise GitError with git's stderr when it fails and ``check`` is set. Bytes,
+    decoded by hand: text mode would turn a CRLF file's "\r\n" into "\n", and its diff would not apply."""
+    out = git_bytes(args, cwd, stdin.encode() if stdin is not None else None, check)
+    return out.decode(errors="replace")
+
+
+def git_bytes(args: list[str], cwd: Path | None = None, stdin: bytes | None = None, check: bool = True) -> bytes:
+    """``git`` with its output as git wrote it (a blob's content).
 
     The timeout is a timer that kills git's process group (git and what it started: a remote helper, a hook, an
     alias), not subprocess's own: with one, the wait after git closes its output polls with sleeps (1 ms or more on
@@ -77,7 +84,7 @@ def git(args: list[str], cwd: Path | None = None, stdin: str | None = None, chec
         timer = threading.Timer(GIT_TIMEOUT_S, expire)
         timer.start()
         try:
-            stdout, stderr = p.communicate(stdin.encode() if stdin is not None else None)
+            stdout, stderr = p.communicate(stdin)
         except BaseException:
             kill()
             raise
@@ -85,11 +92,10 @@ def git(args: list[str], cwd: Path | None = None, stdin: str | None = None, chec
             timer.cancel()
     if expired.is_set() and p.returncode == -signal.SIGKILL:
         raise GitError(f"git {args[0]} timed out after {GIT_TIMEOUT_S}s")
-    # Bytes, decoded by hand: text mode would turn a CRLF file's "\r\n" into "\n", and its diff would not apply.
-    out, err = stdout.decode(errors="replace"), stderr.decode(errors="replace")
     if check and p.returncode != 0:
-        raise GitError(f"git {' '.join(args[:2])} failed: {err.strip() or out.strip()}")
-    return out
+        err, out = stderr.decode(errors="replace").strip(), stdout.decode(errors="replace").strip()
+        raise GitError(f"git {' '.join(args[:2])} failed: {err or out}")
+    return stdout
 
 
 @dataclass(frozen=True)

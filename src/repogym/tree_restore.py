@@ -20,12 +20,11 @@ import hashlib
 import os
 import shutil
 import stat
-import subprocess
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 
-from repogym.repo import GitError, git
+from repogym.repo import GitError, git, git_bytes
 
 Signature = tuple[int, int, int, int, int]  # inode, size, mtime, ctime (ns), mode
 BLOB_CACHE_BYTES = 64 << 20  # blobs kept in memory, all copies together; more are read from git each time
@@ -144,13 +143,11 @@ def _read_blobs(wc: Path, oids: list[str]) -> dict[str, bytes]:
     missing = sorted(set(oids) - set(out))
     if not missing:
         return out
-    proc = subprocess.run(["git", "cat-file", "--batch"], cwd=wc, input="".join(f"{o}\n" for o in missing).encode(),
-                          capture_output=True, timeout=600, check=False)  # fmt: skip
-    data, at = proc.stdout, 0
+    data, at = git_bytes(["cat-file", "--batch"], cwd=wc, stdin="".join(f"{o}\n" for o in missing).encode()), 0
     for oid in missing:
         header_end = data.find(b"\n", at)
         header = data[at:header_end].split()
-        if proc.returncode != 0 or len(header) != 3 or header[1] != b"blob":
+        if len(header) != 3 or header[1] != b"blob":
             raise GitError(f"git cat-file could not read blob {oid} in {wc}")
         size = int(header[2])
         out[oid] = data[header_end + 1 : header_end + 1 + size]

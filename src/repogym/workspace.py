@@ -152,7 +152,7 @@ class Tracked:
         self.paths = frozenset(path for _, path in entries)
         self.submodules = frozenset(path for head, path in entries if head.startswith("160000 "))
         # path -> (mode, blob id) of each file and link, stage 0 (a reset leaves no conflict)
-        self.blobs = {path: (head.split()[0], head.split()[1]) for head, path in entries if path not in self.submodules}
+        self.blobs = {path: (head[:6], head[7:].split()[0]) for head, path in entries if path not in self.submodules}
         self.folders = frozenset(str(parent) for p in self.paths for parent in PurePosixPath(p).parents)
 
     def clean(self, root: Path, keep: str | None = None) -> None:
